@@ -1,0 +1,188 @@
+"""Command line of the course: the same code the notebooks call, for headless runs, scripts and CI.
+
+    python -m helpers train vae|text-cvae|judge [--quick] [--epochs N] [--out DIR] [--resume]
+    python -m helpers generate "Print number 5" [--model text-cvae] [--checkpoint DIR] [--n 16] [--seed 0] [--out DIR]
+    python -m helpers reconstruct [--model vae] [--checkpoint DIR] [--n 8] [--out DIR]
+    python -m helpers evaluate [--model text-cvae] [--checkpoint DIR]
+
+Mistakes (empty prompt, missing checkpoint, no data offline ...) print one line on stderr and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+TRAINABLE = ("vae", "text-cvae", "judge")
+GENERATORS = ("text-cvae", "vae")
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "prompt"
+
+
+def _config(args):
+    from helpers.config import get_config
+
+    return get_config(quick=True if args.quick else None, seed=getattr(args, "seed", 0))
+
+
+def cmd_train(args) -> None:
+    from helpers import digits
+
+    cfg = _config(args)
+    out = Path(args.out) if args.out else cfg.run_dir(args.model)
+    print(f"training {args.model} ({cfg}) -> {out}", flush=True)
+    if args.model == "vae":
+        trainer = digits.train_vae(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif)
+        print(f"held-out loss (BCE-sum + KL per image): {trainer.history[-1]['test_loss']:.2f}")
+    elif args.model == "text-cvae":
+        digits.train_text_cvae(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif)
+    else:
+        _, accuracy = digits.train_judge(cfg, out, epochs=args.epochs, progress=True)
+        print(f"judge accuracy on held-out digits: {accuracy:.2%}")
+    print(f"checkpoint: {out / 'checkpoint.json'}")
+    if args.model != "judge":
+        print(f"training GIF: {Path(args.gif) if args.gif else out / 'training.gif'}")
+
+
+def _save_samples(images, out_dir: Path, stem: str, nrow: int) -> tuple[list[Path], Path]:
+    """One PNG per sample (4x enlarged) plus one grid, all rendered before anything is written."""
+    from helpers.viz import image_grid, save_image
+
+    grid = image_grid(images, nrow=nrow, scale=4)
+    singles = [image_grid(image[None], nrow=1, scale=4, padding=0) for image in images]
+    paths = [save_image(single, out_dir / f"{stem}_{index:02d}.png") for index, single in enumerate(singles)]
+    return paths, save_image(grid, out_dir / f"{stem}_grid.png")
+
+
+def cmd_generate(args) -> None:
+    from helpers.errors import CourseError
+
+    cfg = _config(args)
+    if args.n < 1 or args.n > 1024:
+        raise CourseError(f"--n must be between 1 and 1024, got {args.n}")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else cfg.run_dir(args.model)
+    out = Path(args.out) if args.out else cfg.outputs_dir
+    if args.model == "text-cvae":
+        from helpers.checkpoint import read_checkpoint
+        from helpers.digits import TextToDigit, check_prompt_text
+
+        if args.prompt is None:
+            raise CourseError('text-cvae needs a prompt, e.g. python -m helpers generate "Print number 5"')
+        check_prompt_text(args.prompt)  # cheap checks before loading anything
+        read_checkpoint(checkpoint, "text-cvae")  # fail on a missing checkpoint before loading the text encoder
+        generator = TextToDigit.from_checkpoint(checkpoint, cfg)
+        images, digit = generator(args.prompt, n=args.n, seed=args.seed)
+        stem = f"{_slug(args.prompt)}_seed{args.seed}"
+        print(f"read {args.prompt!r} as the digit {digit}")
+    else:
+        import torch
+
+        from helpers.digits import load_vae
+
+        if args.prompt is not None:
+            raise CourseError("the vae is unconditional: drop the prompt, or use --model text-cvae")
+        model = load_vae(checkpoint, cfg.device)
+        images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).cpu()
+        stem = f"vae_seed{args.seed}"
+    paths, grid = _save_samples(images, out, stem, nrow=min(8, args.n))
+    print(f"wrote {len(paths)} samples to {out}/ ({paths[0].name} ...) and the grid {grid}")
+
+
+def cmd_reconstruct(args) -> None:
+    import torch
+
+    from helpers.digits import digit_data, load_vae
+    from helpers.viz import image_grid, save_image
+
+    cfg = _config(args)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else cfg.run_dir("vae")
+    model = load_vae(checkpoint, cfg.device)
+    data = digit_data(cfg)
+    originals = data.heldout_images[: args.n]
+    with torch.no_grad():
+        mu, _ = model.encode(originals.to(cfg.device))
+        recon = torch.sigmoid(model.decode(mu)).cpu()
+    path = save_image(image_grid(torch.cat([originals, recon]), nrow=args.n, scale=4),
+                      Path(args.out or cfg.outputs_dir) / "vae_reconstructions.png")
+    print(f"top row: held-out digits, bottom row: reconstructions -> {path}")
+
+
+def cmd_evaluate(args) -> None:
+    from helpers import digits
+    from helpers.data.prompts import digit_prompts
+
+    cfg = _config(args)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else cfg.run_dir(args.model)
+    if args.model == "vae":
+        model = digits.load_vae(checkpoint, cfg.device)
+        result = digits.vae_test_loss(model, digits.digit_data(cfg).heldout_images)
+        print(f"held-out loss (BCE-sum + KL per image): {result['test_loss']:.2f} "
+              f"(recon {result['test_recon']:.2f}, KL {result['test_kl']:.2f})")
+        return
+    generator = digits.TextToDigit.from_checkpoint(checkpoint, cfg)
+    judge, judge_accuracy = digits.load_or_train_judge(cfg)
+    print(f"judge accuracy on held-out real digits: {judge_accuracy:.2%}")
+    for split in ("train", "heldout"):
+        result = digits.prompt_accuracy(generator, judge, digit_prompts(split))
+        per_digit = " ".join(f"{d}:{v:.0%}" for d, v in result["per_digit"].items())
+        print(f"prompt accuracy, {split} templates: {result['accuracy']:.2%} of {result['n_images']} images ({per_digit})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model into a run folder")
+    train.add_argument("model", choices=TRAINABLE)
+    train.add_argument("--epochs", type=int, help="total epochs (default: the recipe of the mode)")
+    train.add_argument("--out", help="run folder (default: runs/<model>)")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run folder")
+    train.add_argument("--gif", help="where to write the training GIF (default: <out>/training.gif)")
+    train.set_defaults(func=cmd_train)
+
+    generate = sub.add_parser("generate", help="generate digits from a prompt")
+    generate.add_argument("prompt", nargs="?", help='e.g. "Print number 5" (omit for --model vae)')
+    generate.add_argument("--model", choices=GENERATORS, default="text-cvae")
+    generate.add_argument("--checkpoint", help="run folder (default: runs/<model>)")
+    generate.add_argument("--n", type=int, default=16, help="number of samples")
+    generate.add_argument("--out", help="output folder (default: outputs/)")
+    generate.set_defaults(func=cmd_generate)
+
+    reconstruct = sub.add_parser("reconstruct", help="encode and decode held-out digits with the VAE")
+    reconstruct.add_argument("--model", choices=("vae",), default="vae")
+    reconstruct.add_argument("--checkpoint", help="run folder (default: runs/vae)")
+    reconstruct.add_argument("--n", type=int, default=8)
+    reconstruct.add_argument("--out", help="output folder (default: outputs/)")
+    reconstruct.set_defaults(func=cmd_reconstruct)
+
+    evaluate = sub.add_parser("evaluate", help="measure a trained model (test loss or prompt accuracy)")
+    evaluate.add_argument("--model", choices=GENERATORS, default="text-cvae")
+    evaluate.add_argument("--checkpoint", help="run folder (default: runs/<model>)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    for command in (train, generate, reconstruct, evaluate):
+        command.add_argument("--quick", action="store_true", help="quick mode (same as COURSE_QUICK=1)")
+        command.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from helpers.errors import CourseError
+
+    try:
+        args.func(args)
+    except CourseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last complete checkpoint is kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

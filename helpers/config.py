@@ -1,0 +1,129 @@
+"""Run mode (quick/full), device, seeding and paths: read once, in the first cell of every notebook.
+
+`COURSE_QUICK=1` switches every notebook and CLI command to quick mode: tiny data, few epochs, small
+widths, so the whole course runs top to bottom on a 2-core CPU. `COURSE_DATA=<dir>` names a local
+data root (checked before any download), `COURSE_RUNS=<dir>` where checkpoints go,
+`COURSE_DOWNLOADS=<dir>` where downloads go (default data/), and `COURSE_OFFLINE=1` (or HF_HUB_OFFLINE=1)
+forbids downloads.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# An editable install (`pip install -e .`) keeps the package inside the repository: use the repo as home.
+REPO_ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").exists() else Path.cwd()
+
+
+def pick_device() -> torch.device:
+    """cuda > mps > cpu; never hard-code a device in library code."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so a run can be repeated."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training settings of one model in one mode. Every notebook and `python -m helpers train` read these."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    width: int  # channels of the first conv layer; later layers double it
+    latent_dim: int
+    kl_warmup_epochs: int = 0  # 0 = full KL weight from the first step
+    gif_every: int = 1  # epochs between GIF frames
+
+
+# quick: 5,000 real digits on a 2-core CPU; full: 60,000 MNIST digits on a GPU (or a patient CPU).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    "vae": {
+        "quick": Recipe(epochs=8, batch_size=32, lr=2e-3, width=16, latent_dim=20),
+        "full": Recipe(epochs=30, batch_size=128, lr=1e-3, width=32, latent_dim=20),
+    },
+    "vae-2d": {  # the 2-D latent VAE of notebook 01's latent map
+        "quick": Recipe(epochs=4, batch_size=32, lr=2e-3, width=16, latent_dim=2),
+        "full": Recipe(epochs=15, batch_size=128, lr=1e-3, width=32, latent_dim=2),
+    },
+    "text-cvae": {
+        "quick": Recipe(epochs=15, batch_size=64, lr=2e-3, width=16, latent_dim=4, kl_warmup_epochs=1),
+        "full": Recipe(epochs=30, batch_size=128, lr=1e-3, width=32, latent_dim=4, kl_warmup_epochs=2),
+    },
+    "judge": {
+        "quick": Recipe(epochs=12, batch_size=64, lr=2e-3, width=32, latent_dim=0),
+        "full": Recipe(epochs=4, batch_size=128, lr=2e-3, width=32, latent_dim=0),
+    },
+}
+
+
+@dataclass(frozen=True)
+class CourseConfig:
+    """Everything a notebook needs to know about where and how it runs."""
+
+    quick: bool
+    device: torch.device
+    data_root: Path
+    runs_dir: Path
+    figures_dir: Path
+    outputs_dir: Path
+    seed: int = 0
+    local_data: Path | None = field(default=None)
+    offline: bool = False  # HF_HUB_OFFLINE=1 or COURSE_OFFLINE=1: never try a download, fail fast instead
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+    def recipe(self, model: str, **overrides) -> Recipe:
+        """The training settings of `model` in this mode, with any field overridden (e.g. epochs=3)."""
+        if model not in RECIPES:
+            raise KeyError(f"no recipe for {model!r}; known: {', '.join(RECIPES)}")
+        base = RECIPES[model][self.mode]
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def run_dir(self, model: str) -> Path:
+        """Default checkpoint folder of a model, e.g. runs/text-cvae (its config.json records the mode)."""
+        return self.runs_dir / model
+
+    def __str__(self) -> str:
+        return (f"mode={self.mode} device={self.device} data={self.data_root}"
+                f"{' (local copy: ' + str(self.local_data) + ')' if self.local_data else ''} runs={self.runs_dir}")
+
+
+def get_config(quick: bool | None = None, seed: int = 0) -> CourseConfig:
+    """Read the environment once. `quick=None` takes COURSE_QUICK; pass True/False to force a mode."""
+    if quick is None:
+        quick = _env_flag("COURSE_QUICK")
+    local = os.environ.get("COURSE_DATA")
+    local_data = Path(local).expanduser().resolve() if local else None
+    runs = Path(os.environ.get("COURSE_RUNS", REPO_ROOT / "runs")).expanduser().resolve()
+    return CourseConfig(
+        quick=bool(quick),
+        device=pick_device(),
+        data_root=Path(os.environ.get("COURSE_DOWNLOADS", REPO_ROOT / "data")).expanduser().resolve(),
+        runs_dir=runs,
+        figures_dir=REPO_ROOT / "figures",
+        outputs_dir=Path(os.environ.get("COURSE_OUTPUTS", REPO_ROOT / "outputs")).expanduser().resolve(),
+        seed=seed,
+        local_data=local_data,
+        offline=_env_flag("HF_HUB_OFFLINE") or _env_flag("COURSE_OFFLINE"),
+    )

@@ -1,0 +1,360 @@
+"""The MNIST track of notebooks 01-02, above models and the training loop: what the CLI and notebooks call.
+
+- `train_vae`, `train_text_cvae`, `train_judge`: data + model + Trainer + callbacks for one run folder.
+- `PromptBank`: the embeddings of every training phrasing, and `interpret` which refuses prompts that
+  name no digit or several, judged by how close the prompt's embedding lies to each digit's phrasings.
+- `TextToDigit`: prompt -> images, the object behind `python -m helpers generate` and the widget.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from helpers.checkpoint import load_weights, read_checkpoint
+from helpers.config import CourseConfig, seed_everything
+from helpers.data.mnist import DigitSplits, load_mnist
+from helpers.data.prompts import DIGIT_WORDS, MAX_PROMPT_CHARS, PromptSet, digit_prompts, refusal_prompts
+from helpers.errors import CourseError
+from helpers.models.cvae import TextCVAE, TextCVAEConfig, text_cvae_loss
+from helpers.models.judge import DigitJudge, DigitJudgeConfig
+from helpers.models.vae import ConvVAE, ConvVAEConfig, elbo_loss
+from helpers.text.encoders import TextEncoder, cached_embeddings, load_text_encoder
+from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer
+from helpers.viz import image_grid
+
+AUX_WEIGHT = 1.0  # weight of the digit-from-condition cross-entropy (notebook 02, "why the decoder ignores text")
+GIF_PROMPT = "Print number {}"  # the fixed prompt of the training GIF, filled with each digit's word
+GIF_SEEDS = 6
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_digits(cfg: CourseConfig) -> DigitSplits:
+    return load_mnist(cfg)
+
+
+def digit_data(cfg: CourseConfig) -> DigitSplits:
+    """MNIST splits for this mode, loaded once per process."""
+    return _cached_digits(cfg)
+
+
+def _batched(fn, tensors: torch.Tensor, batch_size: int = 500) -> list:
+    return [fn(tensors[i:i + batch_size]) for i in range(0, len(tensors), batch_size)]
+
+
+# ----------------------------------------------------------------------------------------------- VAE
+@torch.no_grad()
+def vae_test_loss(model: ConvVAE, images: torch.Tensor) -> dict[str, float]:
+    """Negative ELBO per held-out image (BCE summed over pixels + KL), with one z sample per image."""
+    device = next(model.parameters()).device
+    totals = {"recon": 0.0, "kl": 0.0}
+    for start in range(0, len(images), 500):
+        batch = images[start:start + 500].to(device)
+        logits, mu, logvar = model(batch)
+        terms = elbo_loss(logits, batch, mu, logvar)
+        for key in totals:
+            totals[key] += float(terms[key]) * len(batch)
+    recon, kl = totals["recon"] / len(images), totals["kl"] / len(images)
+    return {"test_loss": recon + kl, "test_recon": recon, "test_kl": kl}
+
+
+def vae_loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
+    images, _ = batch
+    logits, mu, logvar = trainer.model(images)
+    return elbo_loss(logits, images, mu, logvar, trainer.kl_weight)
+
+
+def train_vae(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+              latent_dim: int | None = None, resume: bool = False, gif_path: str | Path | None = None,
+              progress: bool = True, batch_size: int | None = None, lr: float | None = None) -> Trainer:
+    """Train the conv VAE of notebook 01 into `out` (default runs/vae); returns the finished Trainer."""
+    recipe = cfg.recipe("vae", epochs=epochs, latent_dim=latent_dim, batch_size=batch_size, lr=lr)
+    out = Path(out or cfg.run_dir("vae"))
+    data = digit_data(cfg)
+    seed_everything(cfg.seed)
+    model = ConvVAE(ConvVAEConfig(latent_dim=recipe.latent_dim, width=recipe.width))
+    fixed_z = torch.randn(64, recipe.latent_dim, generator=torch.Generator().manual_seed(1234))
+
+    def render(model: ConvVAE) -> torch.Tensor:
+        return image_grid(torch.sigmoid(model.decode(fixed_z.to(next(model.parameters()).device))), nrow=8)
+
+    callbacks = [
+        Evaluate(lambda model: vae_test_loss(model, data.heldout_images)),
+        GifFrames(render, out / "frames", gif_path or out / "training.gif", every=recipe.gif_every),
+        Checkpointing(out, "vae", resume=resume, extra={"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source}),
+    ]
+    if progress:
+        callbacks.append(ProgressBar(("loss", "recon", "kl")))
+    trainer = Trainer(model, vae_loss_fn, data.train_set(), epochs=recipe.epochs, batch_size=recipe.batch_size,
+                      lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed)
+    trainer.fit()
+    return trainer
+
+
+def load_vae(run_dir: str | Path, device: torch.device | str = "cpu") -> ConvVAE:
+    checkpoint = read_checkpoint(run_dir, "vae")
+    model = ConvVAE(ConvVAEConfig(**checkpoint.index["config"]))
+    return load_weights(model, checkpoint).to(device).eval()
+
+
+# --------------------------------------------------------------------------------------------- judge
+def train_judge(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+                progress: bool = False) -> tuple[DigitJudge, float]:
+    """Train the digit judge on the training split (light augmentation); returns it and its held-out accuracy."""
+    recipe = cfg.recipe("judge", epochs=epochs)
+    out = Path(out or cfg.run_dir("judge"))
+    data = digit_data(cfg)
+    seed_everything(cfg.seed)
+    model = DigitJudge(DigitJudgeConfig(width=recipe.width))
+
+    def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        # Small random shifts: generated digits are not centred exactly like MNIST's.
+        shift = torch.randint(-2, 3, (2,)).tolist()
+        images = torch.roll(images, shifts=shift, dims=(2, 3))
+        return {"loss": F.cross_entropy(trainer.model(images), labels)}
+
+    callbacks = [Evaluate(lambda m: {"heldout_accuracy": judge_accuracy(m, data.heldout_images, data.heldout_labels)}),
+                 Checkpointing(out, "judge", extra={"mode": cfg.mode, "data": data.source})]
+    if progress:
+        callbacks.append(ProgressBar())
+    trainer = Trainer(model, loss_fn, data.train_set(), epochs=recipe.epochs, batch_size=recipe.batch_size,
+                      lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed)
+    history = trainer.fit()
+    return model.eval(), history[-1]["heldout_accuracy"]
+
+
+@torch.no_grad()
+def judge_digits(judge: DigitJudge, images: torch.Tensor) -> torch.Tensor:
+    """Predicted digit of every image (B, 1, 28, 28) -> (B,)."""
+    device = next(judge.parameters()).device
+    judge.eval()
+    return torch.cat(_batched(lambda b: judge(b.to(device)).argmax(1).cpu(), images))
+
+
+def judge_accuracy(judge: DigitJudge, images: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((judge_digits(judge, images) == labels.cpu()).float().mean())
+
+
+def load_or_train_judge(cfg: CourseConfig, out: str | Path | None = None) -> tuple[DigitJudge, float]:
+    """Reuse the judge in `out` (default runs/judge) if it was trained on the same data, else train it."""
+    out = Path(out or cfg.run_dir("judge"))
+    data = digit_data(cfg)
+    try:
+        checkpoint = read_checkpoint(out, "judge")
+        if checkpoint.index["extra"].get("data") == data.source:
+            judge = load_weights(DigitJudge(DigitJudgeConfig(**checkpoint.index["config"])), checkpoint)
+            judge = judge.to(cfg.device).eval()
+            return judge, checkpoint.index["extra"]["history"][-1]["heldout_accuracy"]
+    except CourseError:
+        pass
+    return train_judge(cfg, out)
+
+
+# ------------------------------------------------------------------------------------- prompts -> text
+def check_prompt_text(prompt: str) -> None:
+    """Refuse empty prompts and prompts over MAX_PROMPT_CHARS (refused, not truncated: a cut prompt may
+    lose the very words that name the digit)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise CourseError('the prompt is empty; ask for a digit, e.g. "Print number 5"')
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise CourseError(f"the prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS} "
+                          '(one digit needs only a few words, e.g. "Print number 5")')
+
+
+class PromptBank:
+    """Every training phrasing of every digit, embedded once (and cached on disk)."""
+
+    def __init__(self, encoder: TextEncoder, cache_dir: str | Path, prompts: PromptSet | None = None):
+        self.encoder = encoder
+        self.prompts = prompts or digit_prompts("train")
+        self.cache_dir = Path(cache_dir)
+        self.embeddings = cached_embeddings(encoder, self.prompts.prompts, self.cache_dir)  # (P, 384)
+        self.digits = torch.tensor(self.prompts.digits)  # (P,)
+        self.by_digit = [torch.nonzero(self.digits == d).squeeze(1) for d in range(10)]
+
+    def embed(self, prompts: list[str]) -> torch.Tensor:
+        return self.encoder.encode(prompts)
+
+    def random_for(self, labels: torch.Tensor) -> torch.Tensor:
+        """One random training phrasing per label (uses the global torch RNG, saved in checkpoints)."""
+        labels = labels.cpu()
+        counts = torch.tensor([len(ix) for ix in self.by_digit])
+        picks = (torch.rand(len(labels)) * counts[labels]).long()
+        rows = torch.stack([self.by_digit[int(d)][int(p)] for d, p in zip(labels, picks)])
+        return self.embeddings[rows]
+
+    def interpret(self, prompt: str) -> tuple[int, torch.Tensor]:
+        """The digit a prompt asks for and its embedding (1, 384); CourseError if it names none or several."""
+        check_prompt_text(prompt)
+        embedding = self.embed([prompt.strip()])
+        verdict = int(self.reader.classify(embedding)[0])
+        if verdict == NO_DIGIT:
+            raise CourseError(f"{prompt!r} does not ask for a digit; this model draws the digits 0-9, "
+                              'e.g. "Print number 5" or "Can you show me what seven looks like?"')
+        if verdict == SEVERAL_DIGITS:
+            raise CourseError(f"{prompt!r} is ambiguous: it names more than one digit; ask for one digit at a time, "
+                              'e.g. "Print number 5"')
+        return verdict, embedding
+
+    @functools.cached_property
+    def reader(self) -> "PromptReader":
+        return PromptReader.fit(self)
+
+
+NO_DIGIT, SEVERAL_DIGITS = 10, 11  # the two extra answers of the prompt reader besides the digits 0-9
+
+
+class PromptReader(torch.nn.Module):
+    """Reads a prompt embedding as one of: digit 0-9, no digit (10), several digits (11).
+
+    No keyword rules: a small classifier on the frozen sentence embedding, fitted in a second on the
+    training phrasings of the digits, the same templates filled with things that are not digits
+    ("Draw a cat"), off-topic sentences, and pairs of digits ("3 or 4"). It is checked on held-out
+    templates, things and pairs (tests/test_prompts.py, notebook 02).
+    """
+
+    def __init__(self, text_dim: int, text_mean: torch.Tensor):
+        super().__init__()
+        self.register_buffer("text_mean", text_mean.clone())
+        self.net = torch.nn.Sequential(torch.nn.Linear(text_dim, 128), torch.nn.SiLU(), torch.nn.Linear(128, 12))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.net(embeddings - self.text_mean)  # (B, 12) logits
+
+    @torch.no_grad()
+    def classify(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self(embeddings.to(self.text_mean.device)).argmax(1).cpu()
+
+    @classmethod
+    def fit(cls, bank: "PromptBank", steps: int = 300, seed: int = 0) -> "PromptReader":
+        none, several = refusal_prompts("train", seed)
+        refusals = cached_embeddings(bank.encoder, none + several, bank.cache_dir)
+        inputs = torch.cat([bank.embeddings, refusals])
+        targets = torch.cat([bank.digits, torch.full((len(none),), NO_DIGIT), torch.full((len(several),), SEVERAL_DIGITS)])
+        # Weight the classes equally: there are fewer refusal examples per class than digit phrasings overall.
+        weights = 1.0 / torch.bincount(targets, minlength=12).float()
+        generator_state = torch.get_rng_state()
+        torch.manual_seed(seed)
+        reader = cls(inputs.shape[1], bank.embeddings.mean(0))
+        optimizer = torch.optim.Adam(reader.parameters(), lr=3e-3, weight_decay=1e-4)
+        with torch.enable_grad():  # may be first called from inside a no_grad generation call
+            for _ in range(steps):
+                loss = F.cross_entropy(reader(inputs), targets, weight=weights * len(weights) / weights.sum())
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        torch.set_rng_state(generator_state)  # fitting the reader must not change what training samples next
+        return reader.eval()
+
+
+def prompt_bank(cfg: CourseConfig) -> PromptBank:
+    return PromptBank(load_text_encoder("minilm"), cfg.data_root / "cache")
+
+
+# --------------------------------------------------------------------------------------- text CVAE
+def text_cvae_loss_fn(bank: PromptBank, aux_weight: float):
+    def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        text = bank.random_for(labels).to(images.device)  # (B, 384): a random training phrasing of each label
+        return text_cvae_loss(trainer.model, images, text, labels, trainer.kl_weight, aux_weight)
+    return loss_fn
+
+
+def gif_prompts() -> list[str]:
+    return [GIF_PROMPT.format(word) for word in DIGIT_WORDS]
+
+
+def train_text_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+                    resume: bool = False, gif_path: str | Path | None = None, progress: bool = True,
+                    aux_weight: float = AUX_WEIGHT, kl_warmup_epochs: int | None = None,
+                    latent_dim: int | None = None, bank: PromptBank | None = None) -> Trainer:
+    """Train the text-prompted CVAE of notebook 02 into `out` (default runs/text-cvae)."""
+    recipe = cfg.recipe("text-cvae", epochs=epochs, kl_warmup_epochs=kl_warmup_epochs, latent_dim=latent_dim)
+    out = Path(out or cfg.run_dir("text-cvae"))
+    data = digit_data(cfg)
+    bank = bank or prompt_bank(cfg)
+    seed_everything(cfg.seed)
+    model = TextCVAE(TextCVAEConfig(text_dim=bank.embeddings.shape[1], latent_dim=recipe.latent_dim, width=recipe.width))
+    model.set_text_statistics(bank.embeddings)
+    gif_text = bank.embed(gif_prompts()).repeat_interleave(GIF_SEEDS, 0)  # (10*seeds, 384), digit-major
+    gif_z = torch.randn(GIF_SEEDS, recipe.latent_dim, generator=torch.Generator().manual_seed(1234)).repeat(10, 1)
+
+    def render(model: TextCVAE) -> torch.Tensor:
+        device = next(model.parameters()).device
+        images = model.generate(gif_text.to(device), gif_z.to(device))  # (60, 1, 28, 28), digit-major
+        by_seed = images.view(10, GIF_SEEDS, *images.shape[1:]).transpose(0, 1).reshape_as(images)
+        return image_grid(by_seed, nrow=10)  # one column per digit, one row per seed
+
+    callbacks = [
+        KLAnnealing(recipe.kl_warmup_epochs),
+        GifFrames(render, out / "frames", gif_path or out / "training.gif", every=recipe.gif_every),
+        Checkpointing(out, "text-cvae", resume=resume,
+                      extra={"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source,
+                             "text_encoder": bank.encoder.name, "aux_weight": aux_weight}),
+    ]
+    if progress:
+        callbacks.append(ProgressBar(("loss", "recon", "kl", "aux")))
+    trainer = Trainer(model, text_cvae_loss_fn(bank, aux_weight), data.train_set(), epochs=recipe.epochs,
+                      batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed)
+    trainer.fit()
+    return trainer
+
+
+class TextToDigit:
+    """Prompt -> digit images: checks the prompt, embeds it, samples z, decodes."""
+
+    def __init__(self, model: TextCVAE, bank: PromptBank):
+        self.model, self.bank = model.eval(), bank
+
+    @classmethod
+    def from_checkpoint(cls, run_dir: str | Path, cfg: CourseConfig, bank: PromptBank | None = None) -> "TextToDigit":
+        checkpoint = read_checkpoint(run_dir, "text-cvae")
+        model = load_weights(TextCVAE(TextCVAEConfig(**checkpoint.index["config"])), checkpoint).to(cfg.device)
+        return cls(model, bank or prompt_bank(cfg))
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.config.latent_dim
+
+    def latents(self, n: int, seed: int) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+
+    @torch.no_grad()
+    def __call__(self, prompt: str, n: int = 16, seed: int = 0, z: torch.Tensor | None = None,
+                 check: bool = True) -> tuple[torch.Tensor, int]:
+        """(n, 1, 28, 28) images in [0, 1] and the digit the prompt was read as."""
+        if n < 1:
+            raise CourseError(f"n must be at least 1, got {n}")
+        if check:
+            digit, embedding = self.bank.interpret(prompt)
+        else:
+            embedding = self.bank.embed([prompt])
+            digit = int(self.bank.reader.classify(embedding)[0])
+        z = self.latents(n, seed) if z is None else z
+        device = next(self.model.parameters()).device
+        return self.model.generate(embedding.expand(len(z), -1).to(device), z.to(device)).cpu(), digit
+
+    @torch.no_grad()
+    def for_embeddings(self, embeddings: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        return self.model.generate(embeddings.to(device), z.to(device)).cpu()
+
+
+@torch.no_grad()
+def prompt_accuracy(generator: TextToDigit, judge: DigitJudge, prompts: PromptSet, samples_per_prompt: int = 10,
+                    seed: int = 0) -> dict:
+    """Fraction of generated images the judge reads as the requested digit, overall and per digit."""
+    embeddings = generator.bank.embed(list(prompts.prompts))  # (P, 384)
+    wanted = torch.tensor(prompts.digits).repeat_interleave(samples_per_prompt)
+    z = torch.randn(len(wanted), generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+    conditions = embeddings.repeat_interleave(samples_per_prompt, 0)  # (P * samples, 384)
+    images = torch.cat([generator.for_embeddings(conditions[i:i + 2000], z[i:i + 2000])
+                        for i in range(0, len(wanted), 2000)])
+    judged = judge_digits(judge, images)
+    correct = (judged == wanted).float()
+    per_digit = {d: float(correct[wanted == d].mean()) for d in range(10)}
+    return {"accuracy": float(correct.mean()), "per_digit": per_digit, "n_images": len(wanted)}

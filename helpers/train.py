@@ -1,0 +1,244 @@
+"""The one training loop of the course, and the callbacks that hang optional behaviour on it.
+
+    fit -> for each epoch: before_epoch -> (before_batch -> loss -> backward -> step -> after_batch)* -> after_epoch
+
+The loop itself only moves batches, computes the loss the model's `loss_fn` returns, refuses to continue
+on a NaN/inf loss, and keeps per-epoch averages in `history`. Progress bars, KL annealing, held-out
+evaluation, GIF frames and checkpoints/resume are callbacks, so notebooks 01-02 and the CLI share it.
+"""
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, save_checkpoint
+from helpers.errors import CourseError
+
+
+class TrainingDiverged(CourseError):
+    """The loss became NaN or infinite; the last checkpoint written before it is kept."""
+
+
+class Callback:
+    order = 0  # lower runs first
+
+    def before_fit(self, trainer: "Trainer") -> None: ...
+    def before_epoch(self, trainer: "Trainer") -> None: ...
+    def before_batch(self, trainer: "Trainer") -> None: ...
+    def after_batch(self, trainer: "Trainer") -> None: ...
+    def after_epoch(self, trainer: "Trainer") -> None: ...
+    def after_fit(self, trainer: "Trainer") -> None: ...
+
+
+class Trainer:
+    """Minimise `loss_fn(trainer, batch)['loss']` over `train_data` for `epochs` epochs.
+
+    `batch` is the dataset's tuple with every tensor moved to `device`. Anything a callback sets on the
+    trainer (e.g. `kl_weight`) is visible to `loss_fn`.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable, train_data: Dataset, *, epochs: int,
+                 batch_size: int, lr: float, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
+                 seed: int = 0, grad_clip: float | None = None, weight_decay: float = 0.0, num_workers: int = 0):
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.loss_fn, self.train_data = loss_fn, train_data
+        self.epochs, self.batch_size, self.seed, self.grad_clip = epochs, batch_size, seed, grad_clip
+        self.num_workers = num_workers
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
+        self.epoch, self.step, self.start_epoch = 0, 0, 0
+        self.history: list[dict[str, float]] = []
+        self.kl_weight = 1.0
+        self.batch_logs: dict[str, float] = {}
+        self.amp_dtype = None
+        if self.device.type == "cuda":  # mixed precision only on CUDA: bf16/fp16 on CPU is many times slower
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    def _call(self, event: str) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(self)
+
+    def loader(self, epoch: int) -> DataLoader:
+        # A generator seeded per epoch makes the batch order a function of (seed, epoch) alone, so a resumed
+        # run sees exactly the batches an uninterrupted one would.
+        order = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return DataLoader(self.train_data, batch_size=self.batch_size, shuffle=True, generator=order,
+                          drop_last=len(self.train_data) > self.batch_size, num_workers=self.num_workers,
+                          pin_memory=self.device.type == "cuda")
+
+    def fit(self) -> list[dict[str, float]]:
+        self._call("before_fit")
+        try:
+            for self.epoch in range(self.start_epoch, self.epochs):
+                self.model.train()
+                self._call("before_epoch")
+                sums: dict[str, float] = defaultdict(float)
+                batches = 0
+                for batch in self.loader(self.epoch):
+                    self.batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+                    self._call("before_batch")
+                    self._one_step(sums)
+                    batches += 1
+                    self._call("after_batch")
+                self.history.append({"epoch": self.epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}})
+                self._call("after_epoch")
+        finally:
+            self._call("after_fit")
+        return self.history
+
+    def _one_step(self, sums: dict[str, float]) -> None:
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            terms = self.loss_fn(self, self.batch)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step + 1}; "
+                                   "training stopped and the last good checkpoint was kept: lower the learning rate")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        self.batch_logs = {k: float(v.detach()) for k, v in terms.items()}
+        for key, value in self.batch_logs.items():
+            sums[key] += value
+
+
+class ProgressBar(Callback):
+    """tqdm.auto bar per epoch (a widget in Jupyter, text in a terminal) and one summary line per epoch."""
+
+    order = -10
+
+    def __init__(self, keys: tuple[str, ...] = ("loss",), print_epochs: bool = True):
+        self.keys, self.print_epochs, self.bar = keys, print_epochs, None
+
+    def before_epoch(self, trainer: Trainer) -> None:
+        from tqdm.auto import tqdm
+
+        total = len(trainer.loader(trainer.epoch))
+        self.bar = tqdm(total=total, desc=f"epoch {trainer.epoch + 1}/{trainer.epochs}", leave=False)
+
+    def after_batch(self, trainer: Trainer) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{trainer.batch_logs[k]:.2f}" for k in self.keys if k in trainer.batch_logs})
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        self.bar.close()
+        if self.print_epochs:
+            record = trainer.history[-1]
+            print(f"epoch {record['epoch']:>3}/{trainer.epochs}  " +
+                  "  ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"), flush=True)
+
+    def after_fit(self, trainer: Trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class KLAnnealing(Callback):
+    """Raise the KL weight linearly from `start` to 1 over the first `warmup_epochs` epochs (0 = always 1)."""
+
+    def __init__(self, warmup_epochs: float, start: float = 0.0):
+        self.warmup_epochs, self.start = warmup_epochs, start
+
+    def before_batch(self, trainer: Trainer) -> None:
+        if self.warmup_epochs <= 0:
+            trainer.kl_weight = 1.0
+            return
+        steps_per_epoch = len(trainer.loader(trainer.epoch))
+        progress = min(1.0, (trainer.step + 1) / (self.warmup_epochs * steps_per_epoch))
+        trainer.kl_weight = self.start + (1.0 - self.start) * progress
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        trainer.history[-1]["kl_weight"] = trainer.kl_weight
+
+
+class Evaluate(Callback):
+    """After every epoch, add `metrics_fn(model)` (e.g. held-out loss) to that epoch's history record."""
+
+    order = 10
+
+    def __init__(self, metrics_fn: Callable[[torch.nn.Module], dict[str, float]]):
+        self.metrics_fn = metrics_fn
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        trainer.model.eval()
+        with torch.no_grad():
+            trainer.history[-1].update(self.metrics_fn(trainer.model))
+
+
+class GifFrames(Callback):
+    """Render a fixed grid (same prompts, same seeds) each `every` epochs; write all frames as a GIF at the end.
+
+    Frames are PNG files in `frames_dir`, so a resumed run continues the same animation.
+    """
+
+    order = 20
+
+    def __init__(self, render_fn: Callable[[torch.nn.Module], torch.Tensor], frames_dir: str | Path,
+                 gif_path: str | Path | None, every: int = 1, fps: float = 3.0):
+        self.render_fn, self.frames_dir, self.every, self.fps = render_fn, Path(frames_dir), every, fps
+        self.gif_path = Path(gif_path) if gif_path else None
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        from helpers.viz import save_image, titled
+
+        if trainer.epoch == 0 and self.frames_dir.exists():
+            shutil.rmtree(self.frames_dir)  # a fresh run starts a fresh animation; a resumed one continues it
+        if (trainer.epoch + 1) % self.every and trainer.epoch + 1 != trainer.epochs:
+            return
+        trainer.model.eval()
+        grid = self.render_fn(trainer.model)
+        save_image(titled(grid, f"epoch {trainer.epoch + 1}"), self.frames_dir / f"epoch_{trainer.epoch + 1:04d}.png")
+
+    def after_fit(self, trainer: Trainer) -> None:
+        from helpers.viz import write_gif
+
+        frames = sorted(self.frames_dir.glob("epoch_*.png")) if self.frames_dir.exists() else []
+        if self.gif_path and frames:
+            write_gif(frames, self.gif_path, fps=self.fps)
+
+
+class Checkpointing(Callback):
+    """Save model + optimizer + step + RNG after every epoch; with `resume`, continue from what is there.
+
+    Runs after every other epoch callback, so the saved history includes held-out metrics and the saved
+    RNG state is the one the next epoch starts from.
+    """
+
+    order = 100
+
+    def __init__(self, run_dir: str | Path, kind: str, resume: bool = False, extra: dict | None = None,
+                 extra_tensors: dict[str, torch.Tensor] | None = None):
+        self.run_dir, self.kind, self.resume = Path(run_dir), kind, resume
+        self.extra, self.extra_tensors = extra or {}, extra_tensors
+
+    def before_fit(self, trainer: Trainer) -> None:
+        if not (self.resume and has_checkpoint(self.run_dir)):
+            return
+        checkpoint = read_checkpoint(self.run_dir, self.kind)
+        load_weights(trainer.model, checkpoint)
+        optimizer_state = checkpoint.optimizer_state()
+        if optimizer_state is None:
+            raise CourseError(f"{self.run_dir} holds final weights without resume state; train again without --resume")
+        trainer.optimizer.load_state_dict(optimizer_state)
+        trainer.start_epoch = trainer.epoch = checkpoint.index["epoch"]
+        trainer.step = checkpoint.index["step"]
+        trainer.history = list(checkpoint.index["extra"].get("history", []))
+        checkpoint.restore_rng()
+        if trainer.start_epoch >= trainer.epochs:
+            print(f"{self.run_dir} already holds {trainer.start_epoch} epochs; nothing to resume (raise --epochs)")
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        extra = {**self.extra, "history": trainer.history, "epochs_planned": trainer.epochs}
+        save_checkpoint(self.run_dir, self.kind, trainer.model, epoch=trainer.epoch + 1, step=trainer.step,
+                        optimizer=trainer.optimizer, extra=extra, extra_tensors=self.extra_tensors)
+

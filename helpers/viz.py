@@ -1,0 +1,103 @@
+"""Pictures of results: one grid function, one GIF writer, loss curves (used by every notebook and the CLI)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, scale: int = 2, padding: int = 2) -> torch.Tensor:
+    """(B, C, H, W) in [0, 1] -> one (3, H', W') image, each cell enlarged `scale`x with sharp pixels."""
+    images = images.detach().float().cpu().clamp(0, 1)
+    if images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    if scale > 1:
+        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+    return make_grid(images, nrow=nrow, padding=padding, pad_value=0.25)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(C, H, W) in [0, 1] -> PIL image."""
+    array = (image.detach().float().cpu().clamp(0, 1) * 255).round().byte()
+    if array.shape[0] == 1:
+        return Image.fromarray(array[0].numpy(), mode="L")
+    return Image.fromarray(array.permute(1, 2, 0).numpy())
+
+
+def titled(image: torch.Tensor, title: str, bar: int = 14) -> torch.Tensor:
+    """Put a black strip with `title` above a (3, H, W) image (used to number GIF frames)."""
+    pil = to_pil(image).convert("RGB")
+    canvas = Image.new("RGB", (pil.width, pil.height + bar), "black")
+    canvas.paste(pil, (0, bar))
+    ImageDraw.Draw(canvas).text((3, 1), title, fill="white")
+    return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255
+
+
+def save_image(image: torch.Tensor, path: str | Path) -> Path:
+    """Write a (C, H, W) image in [0, 1] as PNG atomically (no half-written file if interrupted)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    try:
+        to_pil(image).save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_gif(frames: Sequence[str | Path | torch.Tensor], path: str | Path, fps: float = 3.0,
+              hold_last: int = 4) -> Path:
+    """Animated GIF from PNG files or (C, H, W) tensors; the last frame is shown `hold_last` times longer."""
+    import imageio.v3 as iio
+
+    arrays = []
+    for frame in frames:
+        pil = Image.open(frame).convert("RGB") if isinstance(frame, (str, Path)) else to_pil(frame).convert("RGB")
+        arrays.append(np.asarray(pil))
+    durations = [1000 / fps] * (len(arrays) - 1) + [1000 / fps * hold_last]
+    if len(durations) == 1:  # Pillow wants a number, not a list, for a single frame
+        durations = durations[0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.gif")
+    try:
+        iio.imwrite(tmp, np.stack(arrays), extension=".gif", duration=durations, loop=0)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def plot_losses(history: list[dict[str, float]], keys: Sequence[str] = ("loss",), ax=None, title: str = ""):
+    """Per-epoch curves of `keys` from a Trainer history; returns the matplotlib axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3))
+    epochs = [record["epoch"] for record in history]
+    for key in keys:
+        values = [record.get(key, float("nan")) for record in history]
+        ax.plot(epochs, values, marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def show(image: torch.Tensor, title: str = "", ax=None, size: float = 5):
+    """Display a (C, H, W) image in a notebook."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(size, size * image.shape[1] / image.shape[2]))
+    ax.imshow(image.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+    return ax
