@@ -19,12 +19,12 @@ setup: $(VENV)/.installed
 
 # The main job: train the text-prompted CVAE in quick mode, draw digits for a few prompts, show where they are.
 demo: setup
-	COURSE_QUICK=1 $(PY) -m helpers train text-cvae --gif figures/demo_text_cvae_training.gif
+	COURSE_QUICK=1 $(PY) -m helpers train text-cvae --gif outputs/demo/text_cvae_training.gif
 	for prompt in "Print number 5" "Can you show me what seven looks like?" "I want to draw a zero" "Generate digit 3"; do \
 		COURSE_QUICK=1 $(PY) -m helpers generate "$$prompt" --n 8 --out outputs/demo || exit 1; \
 	done
 	COURSE_QUICK=1 $(PY) -m helpers evaluate --model text-cvae
-	@echo "demo done: training GIF figures/demo_text_cvae_training.gif, generated digits in outputs/demo/"
+	@echo "demo done: training GIF outputs/demo/text_cvae_training.gif, generated digits in outputs/demo/"
 
 # Unit tests, then every notebook executed top to bottom in quick mode.
 test: setup

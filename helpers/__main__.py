@@ -40,7 +40,9 @@ def cmd_train(args) -> None:
     elif args.model == "text-cvae":
         digits.train_text_cvae(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif)
     else:
-        _, accuracy = digits.train_judge(cfg, out, epochs=args.epochs, progress=True)
+        from helpers.metrics import train_judge
+
+        _, accuracy = train_judge(cfg, out, epochs=args.epochs, progress=True)
         print(f"judge accuracy on held-out digits: {accuracy:.2%}")
     print(f"checkpoint: {out / 'checkpoint.json'}")
     if args.model != "judge":
@@ -122,11 +124,13 @@ def cmd_evaluate(args) -> None:
         print(f"held-out loss (BCE-sum + KL per image): {result['test_loss']:.2f} "
               f"(recon {result['test_recon']:.2f}, KL {result['test_kl']:.2f})")
         return
+    from helpers.metrics import load_or_train_judge, prompt_accuracy
+
     generator = digits.TextToDigit.from_checkpoint(checkpoint, cfg)
-    judge, judge_accuracy = digits.load_or_train_judge(cfg)
+    judge, judge_accuracy = load_or_train_judge(cfg)
     print(f"judge accuracy on held-out real digits: {judge_accuracy:.2%}")
     for split in ("train", "heldout"):
-        result = digits.prompt_accuracy(generator, judge, digit_prompts(split))
+        result = prompt_accuracy(generator, judge, digit_prompts(split))
         per_digit = " ".join(f"{d}:{v:.0%}" for d, v in result["per_digit"].items())
         print(f"prompt accuracy, {split} templates: {result['accuracy']:.2%} of {result['n_images']} images ({per_digit})")
 

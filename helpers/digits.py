@@ -1,8 +1,8 @@
 """The MNIST track of notebooks 01-02, above models and the training loop: what the CLI and notebooks call.
 
-- `train_vae`, `train_text_cvae`, `train_judge`: data + model + Trainer + callbacks for one run folder.
+- `train_vae`, `train_text_cvae`: data + model + Trainer + callbacks for one run folder.
 - `PromptBank`: the embeddings of every training phrasing, and `interpret` which refuses prompts that
-  name no digit or several, judged by how close the prompt's embedding lies to each digit's phrasings.
+  name no digit or several, judged by `PromptReader`, a small classifier on the prompt's embedding.
 - `TextToDigit`: prompt -> images, the object behind `python -m helpers generate` and the widget.
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ from helpers.data.mnist import DigitSplits, load_mnist
 from helpers.data.prompts import DIGIT_WORDS, MAX_PROMPT_CHARS, PromptSet, digit_prompts, refusal_prompts
 from helpers.errors import CourseError
 from helpers.models.cvae import TextCVAE, TextCVAEConfig, text_cvae_loss
-from helpers.models.judge import DigitJudge, DigitJudgeConfig
 from helpers.models.vae import ConvVAE, ConvVAEConfig, elbo_loss
 from helpers.text.encoders import TextEncoder, cached_embeddings, load_text_encoder
 from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer
@@ -39,10 +38,6 @@ def _cached_digits(cfg: CourseConfig) -> DigitSplits:
 def digit_data(cfg: CourseConfig) -> DigitSplits:
     """MNIST splits for this mode, loaded once per process."""
     return _cached_digits(cfg)
-
-
-def _batched(fn, tensors: torch.Tensor, batch_size: int = 500) -> list:
-    return [fn(tensors[i:i + batch_size]) for i in range(0, len(tensors), batch_size)]
 
 
 # ----------------------------------------------------------------------------------------------- VAE
@@ -69,10 +64,12 @@ def vae_loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
 
 def train_vae(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
               latent_dim: int | None = None, resume: bool = False, gif_path: str | Path | None = None,
-              progress: bool = True, batch_size: int | None = None, lr: float | None = None) -> Trainer:
-    """Train the conv VAE of notebook 01 into `out` (default runs/vae); returns the finished Trainer."""
-    recipe = cfg.recipe("vae", epochs=epochs, latent_dim=latent_dim, batch_size=batch_size, lr=lr)
-    out = Path(out or cfg.run_dir("vae"))
+              progress: bool = True, recipe_name: str = "vae") -> Trainer:
+    """Train the conv VAE of notebook 01 into `out` (default runs/<recipe_name>); returns the finished Trainer.
+
+    recipe_name "vae-2d" is the 2-D latent VAE of the latent map."""
+    recipe = cfg.recipe(recipe_name, epochs=epochs, latent_dim=latent_dim)
+    out = Path(out or cfg.run_dir(recipe_name))
     data = digit_data(cfg)
     seed_everything(cfg.seed)
     model = ConvVAE(ConvVAEConfig(latent_dim=recipe.latent_dim, width=recipe.width))
@@ -98,60 +95,6 @@ def load_vae(run_dir: str | Path, device: torch.device | str = "cpu") -> ConvVAE
     checkpoint = read_checkpoint(run_dir, "vae")
     model = ConvVAE(ConvVAEConfig(**checkpoint.index["config"]))
     return load_weights(model, checkpoint).to(device).eval()
-
-
-# --------------------------------------------------------------------------------------------- judge
-def train_judge(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
-                progress: bool = False) -> tuple[DigitJudge, float]:
-    """Train the digit judge on the training split (light augmentation); returns it and its held-out accuracy."""
-    recipe = cfg.recipe("judge", epochs=epochs)
-    out = Path(out or cfg.run_dir("judge"))
-    data = digit_data(cfg)
-    seed_everything(cfg.seed)
-    model = DigitJudge(DigitJudgeConfig(width=recipe.width))
-
-    def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
-        images, labels = batch
-        # Small random shifts: generated digits are not centred exactly like MNIST's.
-        shift = torch.randint(-2, 3, (2,)).tolist()
-        images = torch.roll(images, shifts=shift, dims=(2, 3))
-        return {"loss": F.cross_entropy(trainer.model(images), labels)}
-
-    callbacks = [Evaluate(lambda m: {"heldout_accuracy": judge_accuracy(m, data.heldout_images, data.heldout_labels)}),
-                 Checkpointing(out, "judge", extra={"mode": cfg.mode, "data": data.source})]
-    if progress:
-        callbacks.append(ProgressBar())
-    trainer = Trainer(model, loss_fn, data.train_set(), epochs=recipe.epochs, batch_size=recipe.batch_size,
-                      lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed)
-    history = trainer.fit()
-    return model.eval(), history[-1]["heldout_accuracy"]
-
-
-@torch.no_grad()
-def judge_digits(judge: DigitJudge, images: torch.Tensor) -> torch.Tensor:
-    """Predicted digit of every image (B, 1, 28, 28) -> (B,)."""
-    device = next(judge.parameters()).device
-    judge.eval()
-    return torch.cat(_batched(lambda b: judge(b.to(device)).argmax(1).cpu(), images))
-
-
-def judge_accuracy(judge: DigitJudge, images: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((judge_digits(judge, images) == labels.cpu()).float().mean())
-
-
-def load_or_train_judge(cfg: CourseConfig, out: str | Path | None = None) -> tuple[DigitJudge, float]:
-    """Reuse the judge in `out` (default runs/judge) if it was trained on the same data, else train it."""
-    out = Path(out or cfg.run_dir("judge"))
-    data = digit_data(cfg)
-    try:
-        checkpoint = read_checkpoint(out, "judge")
-        if checkpoint.index["extra"].get("data") == data.source:
-            judge = load_weights(DigitJudge(DigitJudgeConfig(**checkpoint.index["config"])), checkpoint)
-            judge = judge.to(cfg.device).eval()
-            return judge, checkpoint.index["extra"]["history"][-1]["heldout_accuracy"]
-    except CourseError:
-        pass
-    return train_judge(cfg, out)
 
 
 # ------------------------------------------------------------------------------------- prompts -> text
@@ -342,19 +285,3 @@ class TextToDigit:
     def for_embeddings(self, embeddings: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         device = next(self.model.parameters()).device
         return self.model.generate(embeddings.to(device), z.to(device)).cpu()
-
-
-@torch.no_grad()
-def prompt_accuracy(generator: TextToDigit, judge: DigitJudge, prompts: PromptSet, samples_per_prompt: int = 10,
-                    seed: int = 0) -> dict:
-    """Fraction of generated images the judge reads as the requested digit, overall and per digit."""
-    embeddings = generator.bank.embed(list(prompts.prompts))  # (P, 384)
-    wanted = torch.tensor(prompts.digits).repeat_interleave(samples_per_prompt)
-    z = torch.randn(len(wanted), generator.latent_dim, generator=torch.Generator().manual_seed(seed))
-    conditions = embeddings.repeat_interleave(samples_per_prompt, 0)  # (P * samples, 384)
-    images = torch.cat([generator.for_embeddings(conditions[i:i + 2000], z[i:i + 2000])
-                        for i in range(0, len(wanted), 2000)])
-    judged = judge_digits(judge, images)
-    correct = (judged == wanted).float()
-    per_digit = {d: float(correct[wanted == d].mean()) for d in range(10)}
-    return {"accuracy": float(correct.mean()), "per_digit": per_digit, "n_images": len(wanted)}

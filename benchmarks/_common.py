@@ -1,0 +1,34 @@
+"""Shared bits of the benchmarks: a results file per benchmark and a CPU-time stopwatch."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> str:
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU x{torch.get_num_threads()} threads"
+    return f"{platform.machine()} {device}, torch {torch.__version__}"
+
+
+def write_results(name: str, results: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **results}, indent=2))
+    print(f"results -> {path}")
+    return path
+
+
+@contextmanager
+def stopwatch(record: dict, key: str):
+    """Wall-clock and process CPU seconds of the block, stored in record[key + '_s'] / record[key + '_cpu_s']."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    record[f"{key}_s"] = round(time.perf_counter() - wall, 1)
+    record[f"{key}_cpu_s"] = round(time.process_time() - cpu, 1)
