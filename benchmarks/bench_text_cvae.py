@@ -5,7 +5,7 @@ phrasings it never saw (and on the training phrasings) by the digit-judge CNN: t
 images the judge reads as the requested digit. "swap" measures whether the decoder follows the text: a
 held-out real digit is encoded with its own prompt, then decoded with the prompt of every other digit.
 
-    COURSE_QUICK=1 python -m benchmarks.bench_text_cvae [--only ours]
+    COURSE_QUICK=1 python -m benchmarks.bench_text_cvae [--only ours] [--seed-epochs 55 --tag seed3min]
 """
 from __future__ import annotations
 
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=["seed", "ours", "no-aux", "latent16"],
                         default=["seed", "ours", "no-aux", "latent16"])
     parser.add_argument("--seed-epochs", type=int, default=15)
+    parser.add_argument("--tag", default="", help="suffix of the results file, e.g. a run with other settings")
     args = parser.parse_args()
     cfg = get_config()
     bank = prompt_bank(cfg)
@@ -141,7 +142,7 @@ def main() -> None:
         print(f"{name:9s} params {record['params']:>9,}  train {record['train_s']:>6.1f} s  "
               f"prompt acc held-out {record['prompt_accuracy_heldout']:.1%}  train-templates "
               f"{record['prompt_accuracy_train']:.1%}  swap {record['swap_accuracy']:.1%}  [{per_digit}]", flush=True)
-    write_results(f"text_cvae_{cfg.mode}", results)
+    write_results(f"text_cvae_{cfg.mode}{'_' + args.tag if args.tag else ''}", results)
 
 
 if __name__ == "__main__":

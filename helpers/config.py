@@ -61,7 +61,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "full": Recipe(epochs=30, batch_size=128, lr=1e-3, width=32, latent_dim=20),
     },
     "vae-2d": {  # the 2-D latent VAE of notebook 01's latent map
-        "quick": Recipe(epochs=4, batch_size=32, lr=2e-3, width=16, latent_dim=2),
+        "quick": Recipe(epochs=8, batch_size=32, lr=2e-3, width=16, latent_dim=2),
         "full": Recipe(epochs=15, batch_size=128, lr=1e-3, width=32, latent_dim=2),
     },
     "text-cvae": {

@@ -73,6 +73,11 @@ class Trainer:
                           drop_last=len(self.train_data) > self.batch_size, num_workers=self.num_workers,
                           pin_memory=self.device.type == "cuda")
 
+    @property
+    def steps_per_epoch(self) -> int:
+        size, drop_last = len(self.train_data), len(self.train_data) > self.batch_size
+        return size // self.batch_size if drop_last else -(-size // self.batch_size)
+
     def fit(self) -> list[dict[str, float]]:
         self._call("before_fit")
         try:
@@ -124,12 +129,15 @@ class ProgressBar(Callback):
     def before_epoch(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm
 
-        total = len(trainer.loader(trainer.epoch))
-        self.bar = tqdm(total=total, desc=f"epoch {trainer.epoch + 1}/{trainer.epochs}", leave=False)
+        # mininterval + refresh=False: redraw at most twice a second; a redraw per batch floods a notebook's
+        # message channel (and nbval's output reader) with thousands of widget updates.
+        self.bar = tqdm(total=trainer.steps_per_epoch, desc=f"epoch {trainer.epoch + 1}/{trainer.epochs}",
+                        leave=False, mininterval=0.5)
 
     def after_batch(self, trainer: Trainer) -> None:
+        self.bar.set_postfix({k: f"{trainer.batch_logs[k]:.2f}" for k in self.keys if k in trainer.batch_logs},
+                             refresh=False)
         self.bar.update(1)
-        self.bar.set_postfix({k: f"{trainer.batch_logs[k]:.2f}" for k in self.keys if k in trainer.batch_logs})
 
     def after_epoch(self, trainer: Trainer) -> None:
         self.bar.close()
@@ -149,16 +157,19 @@ class KLAnnealing(Callback):
     def __init__(self, warmup_epochs: float, start: float = 0.0):
         self.warmup_epochs, self.start = warmup_epochs, start
 
+    def before_epoch(self, trainer: Trainer) -> None:
+        self.weights: list[float] = []
+
     def before_batch(self, trainer: Trainer) -> None:
         if self.warmup_epochs <= 0:
             trainer.kl_weight = 1.0
-            return
-        steps_per_epoch = len(trainer.loader(trainer.epoch))
-        progress = min(1.0, (trainer.step + 1) / (self.warmup_epochs * steps_per_epoch))
-        trainer.kl_weight = self.start + (1.0 - self.start) * progress
+        else:
+            progress = min(1.0, (trainer.step + 1) / (self.warmup_epochs * trainer.steps_per_epoch))
+            trainer.kl_weight = self.start + (1.0 - self.start) * progress
+        self.weights.append(trainer.kl_weight)
 
     def after_epoch(self, trainer: Trainer) -> None:
-        trainer.history[-1]["kl_weight"] = trainer.kl_weight
+        trainer.history[-1]["kl_weight"] = sum(self.weights) / max(len(self.weights), 1)  # the epoch's mean weight
 
 
 class Evaluate(Callback):

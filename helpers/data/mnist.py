@@ -72,7 +72,8 @@ def _split_5k(images: np.ndarray, labels: np.ndarray, seed: int = 0):
     for digit in range(10):
         members = order[labels[order] == digit]
         heldout[members[:HELDOUT_PER_CLASS_5K]] = True
-    return (images[~heldout], labels[~heldout]), (images[heldout], labels[heldout])
+    train_rows, heldout_rows = order[~heldout[order]], order[heldout[order]]  # keep the shuffle: the file is sorted by class
+    return (images[train_rows], labels[train_rows]), (images[heldout_rows], labels[heldout_rows])
 
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray):
