@@ -1,9 +1,9 @@
 """Command line of the course: the same code the notebooks call, for headless runs, scripts and CI.
 
-    python -m helpers train vae|text-cvae|judge [--quick] [--epochs N] [--out DIR] [--resume]
+    python -m helpers train vae|text-cvae|judge|clip [--quick] [--epochs N] [--out DIR] [--resume]
     python -m helpers generate "Print number 5" [--model text-cvae] [--checkpoint DIR] [--n 16] [--seed 0] [--out DIR]
     python -m helpers reconstruct [--model vae] [--checkpoint DIR] [--n 8] [--out DIR]
-    python -m helpers evaluate [--model text-cvae] [--checkpoint DIR]
+    python -m helpers evaluate [--model text-cvae|vae|clip] [--checkpoint DIR]
 
 Mistakes (empty prompt, missing checkpoint, no data offline ...) print one line on stderr and exit 2.
 """
@@ -14,8 +14,9 @@ import re
 import sys
 from pathlib import Path
 
-TRAINABLE = ("vae", "text-cvae", "judge")
+TRAINABLE = ("vae", "text-cvae", "judge", "clip")
 GENERATORS = ("text-cvae", "vae")
+EVALUABLE = (*GENERATORS, "clip")
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -39,13 +40,20 @@ def cmd_train(args) -> None:
         print(f"held-out loss (BCE-sum + KL per image): {trainer.history[-1]['test_loss']:.2f}")
     elif args.model == "text-cvae":
         digits.train_text_cvae(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif)
+    elif args.model == "clip":
+        from helpers.clip import train_clip
+
+        trainer = train_clip(cfg, out, epochs=args.epochs, resume=args.resume)
+        if trainer.history:
+            print(f"held-out zero-shot balanced accuracy (mean of 40 attributes): "
+                  f"{trainer.history[-1]['zero_shot_mean']:.3f}; full report: python -m helpers evaluate --model clip")
     else:
         from helpers.metrics import train_judge
 
         _, accuracy = train_judge(cfg, out, epochs=args.epochs, progress=True)
         print(f"judge accuracy on held-out digits: {accuracy:.2%}")
     print(f"checkpoint: {out / 'checkpoint.json'}")
-    if args.model != "judge":
+    if args.model not in ("judge", "clip"):
         print(f"training GIF: {Path(args.gif) if args.gif else out / 'training.gif'}")
 
 
@@ -118,6 +126,19 @@ def cmd_evaluate(args) -> None:
 
     cfg = _config(args)
     checkpoint = Path(args.checkpoint) if args.checkpoint else cfg.run_dir(args.model)
+    if args.model == "clip":
+        from helpers.clip import evaluate_clip, face_data, load_clip
+
+        encoder = load_clip(cfg, checkpoint)
+        faces = face_data(cfg)
+        scores = evaluate_clip(encoder, faces.test_images, faces.test_attrs)
+        print(f"held-out faces: {len(faces.test_images)} ({faces.source}); chance R@10 {scores['chance_at_10']:.3f}")
+        for direction in ("text_to_image", "image_to_text"):
+            print(f"{direction:14s} " + "  ".join(f"R@{k} {v:.3f}" for k, v in scores[direction].items()))
+        ranked = sorted(scores["zero_shot"].items(), key=lambda kv: -kv[1])
+        print("zero-shot balanced accuracy: " + ", ".join(f"{a} {v:.2f}" for a, v in ranked))
+        print(f"zero-shot mean over 40 attributes: {scores['zero_shot_mean']:.3f}")
+        return
     if args.model == "vae":
         model = digits.load_vae(checkpoint, cfg.device)
         result = digits.vae_test_loss(model, digits.digit_data(cfg).heldout_images)
@@ -163,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.set_defaults(func=cmd_reconstruct)
 
     evaluate = sub.add_parser("evaluate", help="measure a trained model (test loss or prompt accuracy)")
-    evaluate.add_argument("--model", choices=GENERATORS, default="text-cvae")
+    evaluate.add_argument("--model", choices=EVALUABLE, default="text-cvae")
     evaluate.add_argument("--checkpoint", help="run folder (default: runs/<model>)")
     evaluate.set_defaults(func=cmd_evaluate)
 

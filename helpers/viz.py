@@ -12,7 +12,12 @@ from torchvision.utils import make_grid
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, scale: int = 2, padding: int = 2) -> torch.Tensor:
-    """(B, C, H, W) in [0, 1] -> one (3, H', W') image, each cell enlarged `scale`x with sharp pixels."""
+    """(B, C, H, W) in [0, 1] (or uint8 in [0, 255]) -> one (3, H', W') image, each cell enlarged `scale`x.
+
+    Models of colour images work in [-1, 1]: pass `(images + 1) / 2`.
+    """
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
     images = images.detach().float().cpu().clamp(0, 1)
     if images.shape[1] == 1:
         images = images.repeat(1, 3, 1, 1)

@@ -1,0 +1,288 @@
+"""CLIP trained from scratch on CelebA captions (notebook 03): tokenizer, training, evaluation, encoder.
+
+- `CaptionTokenizer`: a WordPiece tokenizer (Hugging Face `tokenizers`) trained on our own captions.
+- `train_clip`: faces + freshly drawn captions every batch -> `CLIPModel` with the course's Trainer.
+- `evaluate_clip`: retrieval recall@k in both directions and zero-shot attribute classification.
+- `ClipTextEncoder`: the trained model as a `TextEncoder` (and image encoder) for notebooks 04, 05 and 07.
+The tokenizer travels inside the checkpoint's JSON, so a run folder is all a later notebook needs.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint
+from helpers.config import CourseConfig, seed_everything
+from helpers.data.captions import caption, parse_prompt, zero_shot_prompts
+from helpers.data.celeba import ATTRIBUTES, FaceSplits, load_celeba, to_float
+from helpers.errors import CourseError
+from helpers.models.clip import CLIPConfig, CLIPModel
+from helpers.train import Checkpointing, Evaluate, ProgressBar, Trainer
+
+PAD, UNK = "[PAD]", "[UNK]"
+MAX_PROMPT_CHARS = 300
+
+
+# ------------------------------------------------------------------------------------------ tokenizer
+class CaptionTokenizer:
+    """Lower-cased WordPiece: frequent words are single tokens, rare ones split into pieces ("##..")."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.pad_id = backend.token_to_id(PAD)
+
+    @classmethod
+    def train(cls, texts: Sequence[str], vocab_size: int = 1000) -> "CaptionTokenizer":
+        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+        backend = Tokenizer(models.WordPiece(unk_token=UNK))
+        backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # split on spaces and punctuation
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK], show_progress=False)
+        backend.train_from_iterator(texts, trainer)
+        return cls(backend)
+
+    @classmethod
+    def from_str(cls, text: str) -> "CaptionTokenizer":
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_str(text))
+
+    def to_str(self) -> str:
+        return self.backend.to_str()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size()
+
+    def __call__(self, texts: Sequence[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> (ids, mask), both (len(texts), T) with T = the longest text (at most max_tokens)."""
+        encodings = self.backend.encode_batch(list(texts))
+        length = max(1, min(max_tokens, max(len(e.ids) for e in encodings)))
+        ids = torch.zeros(len(texts), length, dtype=torch.long)
+        for row, encoding in enumerate(encodings):
+            tokens = encoding.ids[:length]
+            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        return ids, (ids != self.pad_id).long()
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of `text` that never appeared in the captions: the model only sees them as sub-word pieces."""
+        words = self.backend.pre_tokenizer.pre_tokenize_str(self.backend.normalizer.normalize_str(text))
+        return [w for w, _ in words if w.isalpha() and self.backend.token_to_id(w) is None]
+
+
+def caption_corpus(attrs: torch.Tensor, seed: int, per_image: int = 4) -> list[str]:
+    """Several random captions per face: what the tokenizer learns its vocabulary from."""
+    rng = random.Random(seed)
+    rows = attrs.tolist()
+    return [caption(row, rng) for _ in range(per_image) for row in rows]
+
+
+# ------------------------------------------------------------------------------------------ training
+def face_data(cfg: CourseConfig) -> FaceSplits:
+    return _faces(cfg)
+
+
+_FACE_CACHE: dict = {}
+
+
+def _faces(cfg: CourseConfig) -> FaceSplits:
+    key = (cfg.mode, str(cfg.local_data), str(cfg.data_root))
+    if key not in _FACE_CACHE:
+        _FACE_CACHE[key] = load_celeba(cfg)
+    return _FACE_CACHE[key]
+
+
+def clip_loss_fn(tokenizer: CaptionTokenizer, max_tokens: int):
+    """Each batch: a fresh random caption per face (new synonyms, order, subset), a random horizontal flip."""
+
+    def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
+        images, attrs, _ = batch
+        rng = random.Random(trainer.seed * 1_000_003 + trainer.step)  # a function of the step: resumable
+        texts = [caption(row, rng) for row in attrs.round().long().tolist()]
+        ids, mask = tokenizer(texts, max_tokens)
+        same = torch.tensor([[a == b for b in texts] for a in texts], device=images.device)
+        flip = torch.rand(len(images), device=images.device) < 0.5
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        return trainer.model(images, ids.to(images.device), mask.to(images.device), same_caption=same)
+
+    return loss_fn
+
+
+def train_clip(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+               resume: bool = False, progress: bool = True, data: FaceSplits | None = None,
+               batch_size: int | None = None) -> Trainer:
+    """Train our CLIP on the faces of this mode into `out` (default runs/clip)."""
+    recipe = cfg.recipe("clip", epochs=epochs, batch_size=batch_size)
+    out = Path(out or cfg.run_dir("clip"))
+    data = data or face_data(cfg)
+    seed_everything(cfg.seed)
+    tokenizer = CaptionTokenizer.train(caption_corpus(data.train_attrs, cfg.seed))
+    config = CLIPConfig(vocab_size=tokenizer.vocab_size, image_size=data.image_size, image_width=recipe.width,
+                        text_width=4 * recipe.width, embed_dim=recipe.latent_dim)
+    model = CLIPModel(config)
+    heldout = data.test_images[:256], data.test_attrs[:256]
+
+    def heldout_metrics(model: CLIPModel) -> dict[str, float]:
+        encoder = ClipTextEncoder(model, tokenizer)
+        scores = evaluate_clip(encoder, *heldout, attributes_only=True)
+        return {"zero_shot_mean": scores["zero_shot_mean"], "temperature": model.temperature()}
+
+    callbacks = [Evaluate(heldout_metrics),
+                 Checkpointing(out, "clip", resume=resume,
+                               extra={"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source,
+                                      "tokenizer": tokenizer.to_str()})]
+    if progress:
+        callbacks.append(ProgressBar(("loss", "batch_accuracy")))
+    trainer = Trainer(model, clip_loss_fn(tokenizer, config.max_tokens), data.train_set(), epochs=recipe.epochs,
+                      batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, callbacks=callbacks,
+                      seed=cfg.seed, weight_decay=0.05)
+    trainer.fit()
+    trainer.tokenizer = tokenizer
+    return trainer
+
+
+# ------------------------------------------------------------------------------------------ encoder
+class ClipTextEncoder:
+    """Our trained CLIP as a frozen `TextEncoder` (`encode`), with its image side next to it."""
+
+    name = "clip-celeba"
+
+    def __init__(self, model: CLIPModel, tokenizer: CaptionTokenizer):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.dim = model.config.embed_dim
+        self.token_dim = model.config.text_width
+
+    @classmethod
+    def from_checkpoint(cls, run_dir: str | Path, device: torch.device | str = "cpu") -> "ClipTextEncoder":
+        checkpoint = read_checkpoint(run_dir, "clip")
+        tokenizer = CaptionTokenizer.from_str(checkpoint.index["extra"]["tokenizer"])
+        model = load_weights(CLIPModel(CLIPConfig(**checkpoint.index["config"])), checkpoint)
+        return cls(model.to(device), tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def check_prompt(self, text: str) -> None:
+        """Refuse empty or overlong prompts; warn (stderr) about words the CLIP never saw."""
+        if not text or not text.strip():
+            raise CourseError("the prompt is empty: describe a face, e.g. \"a smiling woman with blond hair\"")
+        if len(text) > MAX_PROMPT_CHARS:
+            raise CourseError(f"the prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+        unknown = self.tokenizer.unknown_words(text)
+        if unknown:
+            warnings.warn(f"words the CLIP never saw in its captions, read only as sub-word pieces: "
+                          f"{', '.join(sorted(set(unknown)))}", stacklevel=2)
+
+    def tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tokenizer(texts, self.model.config.max_tokens)
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 512) -> torch.Tensor:
+        """(len(texts), embed_dim) unit vectors on the CPU."""
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            ids, mask = self.tokens(texts[start:start + batch_size])
+            chunks.append(self.model.encode_text(ids.to(self.device), mask.to(self.device)).float().cpu())
+        return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
+
+    @torch.no_grad()
+    def encode_tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token states (B, T, token_dim) and mask (B, T): the context of a cross-attention UNet."""
+        ids, mask = self.tokens(texts)
+        return self.model.text_tokens(ids.to(self.device), mask.to(self.device)).float().cpu(), mask
+
+    @torch.no_grad()
+    def _images(self, images: torch.Tensor, fn, batch_size: int = 256) -> torch.Tensor:
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            batch = to_float(batch) if batch.dtype == torch.uint8 else batch
+            chunks.append(fn(batch.to(self.device)).float().cpu())
+        return torch.cat(chunks)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or [-1, 1] float images (N, 3, S, S) -> (N, embed_dim) unit vectors."""
+        return self._images(images, self.model.encode_image)
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled CNN features before the projection: the feature space of our offline FID/KID."""
+        return self._images(images, self.model.image)
+
+
+def load_clip(cfg: CourseConfig, run_dir: str | Path | None = None) -> ClipTextEncoder:
+    return ClipTextEncoder.from_checkpoint(run_dir or cfg.run_dir("clip"), cfg.device)
+
+
+def load_or_train_clip(cfg: CourseConfig, run_dir: str | Path | None = None, progress: bool = False) -> ClipTextEncoder:
+    """The CLIP of notebook 03 if it was trained in this mode, else train it now (quick mode: about a minute)."""
+    run_dir = Path(run_dir or cfg.run_dir("clip"))
+    if has_checkpoint(run_dir):
+        checkpoint = read_checkpoint(run_dir, "clip")
+        if checkpoint.index["extra"].get("mode") == cfg.mode:
+            return ClipTextEncoder.from_checkpoint(run_dir, cfg.device)
+    print(f"no {cfg.mode}-mode CLIP in {run_dir}: training one (notebook 03 / `python -m helpers train clip`)")
+    trainer = train_clip(cfg, run_dir, progress=progress)
+    return ClipTextEncoder(trainer.model, trainer.tokenizer)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def recall_at_k(similarity: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
+    """similarity[i, j] of query i and candidate j; query i's right answer is candidate i."""
+    right = similarity.diagonal().unsqueeze(1)
+    rank = (similarity > right).sum(1)  # how many candidates beat the right one (0 = first place)
+    return {k: float((rank < k).float().mean()) for k in ks}
+
+
+def balanced_accuracy(predicted: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
+    """Per column: (true-positive rate + true-negative rate) / 2; NaN where a class never occurs."""
+    predicted, actual = predicted.bool(), actual.bool()
+    tpr = (predicted & actual).sum(0) / actual.sum(0).float()
+    tnr = (~predicted & ~actual).sum(0) / (~actual).sum(0).float()
+    return (tpr + tnr) / 2
+
+
+def zero_shot_scores(encoder: ClipTextEncoder, image_vectors: torch.Tensor) -> torch.Tensor:
+    """(N, 40): similarity to "has attribute" prompts minus similarity to "has not" prompts (> 0 = has it)."""
+    columns = []
+    for attribute in ATTRIBUTES:
+        positive, negative = zero_shot_prompts(attribute)
+        pos = torch.nn.functional.normalize(encoder.encode(positive).mean(0), dim=0)
+        neg = torch.nn.functional.normalize(encoder.encode(negative).mean(0), dim=0)
+        columns.append(image_vectors @ (pos - neg))
+    return torch.stack(columns, dim=1)
+
+
+def evaluate_clip(encoder: ClipTextEncoder, images: torch.Tensor, attrs: torch.Tensor,
+                  attributes_only: bool = False, seed: int = 0) -> dict:
+    """Retrieval recall@1/5/10 (text->image, image->text) and zero-shot balanced accuracy per attribute.
+
+    Retrieval uses one canonical caption per held-out face, so the task is "find the face this sentence
+    describes among all held-out faces" — many faces share a description, so R@1 is bounded well below 1.
+    """
+    was_training = encoder.model.training
+    encoder.model.eval()
+    image_vectors = encoder.encode_images(images)
+    balanced = balanced_accuracy(zero_shot_scores(encoder, image_vectors) > 0, attrs.bool())
+    result: dict = {"zero_shot": dict(zip(ATTRIBUTES, balanced.tolist())),
+                    "zero_shot_mean": float(balanced.nanmean())}
+    if not attributes_only:
+        rng = random.Random(seed)
+        texts = [caption(row, rng, canonical=True) for row in attrs.long().tolist()]
+        similarity = encoder.encode(texts) @ image_vectors.T  # (texts, images)
+        result["text_to_image"] = recall_at_k(similarity)
+        result["image_to_text"] = recall_at_k(similarity.T)
+        result["chance_at_10"] = 10 / len(images)
+    encoder.model.train(was_training)
+    return result
+
+
+def prompt_attributes(text: str) -> dict[str, bool]:
+    """Which attributes a free prompt asks for (present or absent), for judging generated faces."""
+    return parse_prompt(text)
