@@ -1,9 +1,11 @@
 """Command line of the course: the same code the notebooks call, for headless runs, scripts and CI.
 
-    python -m helpers train vae|text-cvae|judge|clip [--quick] [--epochs N] [--out DIR] [--resume]
+    python -m helpers train vae|text-cvae|judge|clip|celeba-cvae|celeba-gan|face-judge [--quick] [--epochs N]
+                            [--out DIR] [--resume] [--condition attributes|clip]
     python -m helpers generate "Print number 5" [--model text-cvae] [--checkpoint DIR] [--n 16] [--seed 0] [--out DIR]
+    python -m helpers generate --model celeba-cvae "a smiling man with eyeglasses" [--condition clip]
     python -m helpers reconstruct [--model vae] [--checkpoint DIR] [--n 8] [--out DIR]
-    python -m helpers evaluate [--model text-cvae|vae|clip] [--checkpoint DIR]
+    python -m helpers evaluate [--model text-cvae|vae|clip|celeba-cvae|celeba-gan] [--checkpoint DIR]
 
 Mistakes (empty prompt, missing checkpoint, no data offline ...) print one line on stderr and exit 2.
 """
@@ -14,8 +16,9 @@ import re
 import sys
 from pathlib import Path
 
-TRAINABLE = ("vae", "text-cvae", "judge", "clip")
-GENERATORS = ("text-cvae", "vae")
+FACE_MODELS = ("celeba-cvae", "celeba-gan")
+TRAINABLE = ("vae", "text-cvae", "judge", "clip", *FACE_MODELS, "face-judge")
+GENERATORS = ("text-cvae", "vae", *FACE_MODELS)
 EVALUABLE = (*GENERATORS, "clip")
 
 
@@ -29,11 +32,23 @@ def _config(args):
     return get_config(quick=True if args.quick else None, seed=getattr(args, "seed", 0))
 
 
+def _run_dir(cfg, args) -> Path:
+    """--checkpoint/--out if given, else runs/<model> (runs/<model>-clip for a CLIP-conditioned face model)."""
+    given = getattr(args, "checkpoint", None) if args.command != "train" else args.out
+    if given:
+        return Path(given)
+    if args.model in FACE_MODELS:
+        from helpers.faces import run_name
+
+        return cfg.run_dir(run_name(args.model, args.condition))
+    return cfg.run_dir(args.model)
+
+
 def cmd_train(args) -> None:
     from helpers import digits
 
     cfg = _config(args)
-    out = Path(args.out) if args.out else cfg.run_dir(args.model)
+    out = _run_dir(cfg, args)
     print(f"training {args.model} ({cfg}) -> {out}", flush=True)
     if args.model == "vae":
         trainer = digits.train_vae(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif)
@@ -47,22 +62,35 @@ def cmd_train(args) -> None:
         if trainer.history:
             print(f"held-out zero-shot balanced accuracy (mean of 40 attributes): "
                   f"{trainer.history[-1]['zero_shot_mean']:.3f}; full report: python -m helpers evaluate --model clip")
+    elif args.model in FACE_MODELS:
+        from helpers.faces import train_faces
+
+        face = train_faces(cfg, args.model, args.condition, out, epochs=args.epochs, resume=args.resume,
+                           gif_path=args.gif)
+        print(f"trained {face.name} for {face.train_seconds:.0f} s; measure it with "
+              f"`python -m helpers evaluate --model {args.model} --condition {args.condition}`")
+    elif args.model == "face-judge":
+        from helpers.faces import reliable, train_face_judge
+
+        _, accuracy = train_face_judge(cfg, out, epochs=args.epochs, progress=True)
+        print(f"held-out balanced accuracy, mean of 40 attributes: {sum(accuracy.values()) / len(accuracy):.3f}; "
+              f"reliable (>= 0.8): {', '.join(reliable(accuracy)) or 'none'}")
     else:
         from helpers.metrics import train_judge
 
         _, accuracy = train_judge(cfg, out, epochs=args.epochs, progress=True)
         print(f"judge accuracy on held-out digits: {accuracy:.2%}")
     print(f"checkpoint: {out / 'checkpoint.json'}")
-    if args.model not in ("judge", "clip"):
+    if args.model not in ("judge", "clip", "face-judge"):
         print(f"training GIF: {Path(args.gif) if args.gif else out / 'training.gif'}")
 
 
-def _save_samples(images, out_dir: Path, stem: str, nrow: int) -> tuple[list[Path], Path]:
-    """One PNG per sample (4x enlarged) plus one grid, all rendered before anything is written."""
+def _save_samples(images, out_dir: Path, stem: str, nrow: int, scale: int = 4) -> tuple[list[Path], Path]:
+    """One PNG per sample (enlarged `scale`x) plus one grid, all rendered before anything is written."""
     from helpers.viz import image_grid, save_image
 
-    grid = image_grid(images, nrow=nrow, scale=4)
-    singles = [image_grid(image[None], nrow=1, scale=4, padding=0) for image in images]
+    grid = image_grid(images, nrow=nrow, scale=scale)
+    singles = [image_grid(image[None], nrow=1, scale=scale, padding=0) for image in images]
     paths = [save_image(single, out_dir / f"{stem}_{index:02d}.png") for index, single in enumerate(singles)]
     return paths, save_image(grid, out_dir / f"{stem}_grid.png")
 
@@ -73,9 +101,22 @@ def cmd_generate(args) -> None:
     cfg = _config(args)
     if args.n < 1 or args.n > 1024:
         raise CourseError(f"--n must be between 1 and 1024, got {args.n}")
-    checkpoint = Path(args.checkpoint) if args.checkpoint else cfg.run_dir(args.model)
+    checkpoint = _run_dir(cfg, args)
     out = Path(args.out) if args.out else cfg.outputs_dir
-    if args.model == "text-cvae":
+    scale = 4
+    if args.model in FACE_MODELS:
+        from helpers.faces import PromptToFace, read_prompt
+
+        if args.prompt is None:
+            raise CourseError(f'{args.model} needs a prompt, e.g. python -m helpers generate --model {args.model} '
+                              '"a smiling man with eyeglasses"')
+        read_prompt(args.prompt)  # cheap checks before loading anything
+        face = PromptToFace.from_checkpoint(checkpoint, cfg)
+        images, wanted = face(args.prompt, n=args.n, seed=args.seed)
+        images, scale = (images + 1) / 2, 2
+        stem = f"{face.name}_{_slug(args.prompt)}_seed{args.seed}"
+        print(f"read {args.prompt!r} as: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in wanted.items()))
+    elif args.model == "text-cvae":
         from helpers.checkpoint import read_checkpoint
         from helpers.digits import TextToDigit, check_prompt_text
 
@@ -97,7 +138,7 @@ def cmd_generate(args) -> None:
         model = load_vae(checkpoint, cfg.device)
         images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).cpu()
         stem = f"vae_seed{args.seed}"
-    paths, grid = _save_samples(images, out, stem, nrow=min(8, args.n))
+    paths, grid = _save_samples(images, out, stem, nrow=min(8, args.n), scale=scale)
     print(f"wrote {len(paths)} samples to {out}/ ({paths[0].name} ...) and the grid {grid}")
 
 
@@ -125,7 +166,25 @@ def cmd_evaluate(args) -> None:
     from helpers.data.prompts import digit_prompts
 
     cfg = _config(args)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else cfg.run_dir(args.model)
+    checkpoint = _run_dir(cfg, args)
+    if args.model in FACE_MODELS:
+        from helpers import faces
+        from helpers.clip import face_data, load_clip
+
+        face = faces.PromptToFace.from_checkpoint(checkpoint, cfg)
+        data = face_data(cfg)
+        clip = face.condition.encoder if face.condition.name == "clip" else load_clip(cfg)
+        judge, accuracy = faces.load_or_train_face_judge(cfg, data)
+        print(f"judge: {len(faces.reliable(accuracy))} attributes with held-out balanced accuracy >= "
+              f"{faces.JUDGE_MIN}: {', '.join(faces.reliable(accuracy))}")
+        rows = {"real held-out faces": faces.real_reference(judge, accuracy, clip, data, seed=cfg.seed),
+                face.name: faces.evaluate_faces(face, judge, accuracy, clip, data, seed=cfg.seed, inception=True)}
+        print(faces.comparison_table(rows))
+        if "inception_skipped" in rows[face.name]:
+            print(f"Inception FID skipped: {rows[face.name]['inception_skipped']}")
+        else:
+            print(f"Inception FID (torchvision weights): {rows[face.name]['inception_fid']:.2f}")
+        return
     if args.model == "clip":
         from helpers.clip import evaluate_clip, face_data, load_clip
 
@@ -166,10 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default: runs/<model>)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run folder")
     train.add_argument("--gif", help="where to write the training GIF (default: <out>/training.gif)")
+    train.add_argument("--condition", choices=("attributes", "clip"), default="attributes",
+                       help="celeba-cvae/celeba-gan: condition on the 40 attributes or on our CLIP's text embedding")
     train.set_defaults(func=cmd_train)
 
-    generate = sub.add_parser("generate", help="generate digits from a prompt")
-    generate.add_argument("prompt", nargs="?", help='e.g. "Print number 5" (omit for --model vae)')
+    generate = sub.add_parser("generate", help="generate digits or faces from a prompt")
+    generate.add_argument("prompt", nargs="?", help='e.g. "Print number 5" or "a smiling man with eyeglasses" '
+                                                    '(omit for --model vae)')
     generate.add_argument("--model", choices=GENERATORS, default="text-cvae")
     generate.add_argument("--checkpoint", help="run folder (default: runs/<model>)")
     generate.add_argument("--n", type=int, default=16, help="number of samples")
@@ -188,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", help="run folder (default: runs/<model>)")
     evaluate.set_defaults(func=cmd_evaluate)
 
+    for command in (generate, evaluate):
+        command.add_argument("--condition", choices=("attributes", "clip"), default="attributes",
+                             help="which celeba-cvae/celeba-gan run: attribute- or CLIP-conditioned")
     for command in (train, generate, reconstruct, evaluate):
         command.add_argument("--quick", action="store_true", help="quick mode (same as COURSE_QUICK=1)")
         command.add_argument("--seed", type=int, default=0)

@@ -21,6 +21,7 @@ from helpers.config import CourseConfig, seed_everything
 from helpers.data.captions import caption, parse_prompt, zero_shot_prompts
 from helpers.data.celeba import ATTRIBUTES, FaceSplits, load_celeba, to_float
 from helpers.errors import CourseError
+from helpers.facegen import balanced_accuracy
 from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.train import Checkpointing, Evaluate, ProgressBar, Trainer
 
@@ -238,14 +239,6 @@ def recall_at_k(similarity: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dic
     right = similarity.diagonal().unsqueeze(1)
     rank = (similarity > right).sum(1)  # how many candidates beat the right one (0 = first place)
     return {k: float((rank < k).float().mean()) for k in ks}
-
-
-def balanced_accuracy(predicted: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
-    """Per column: (true-positive rate + true-negative rate) / 2; NaN where a class never occurs."""
-    predicted, actual = predicted.bool(), actual.bool()
-    tpr = (predicted & actual).sum(0) / actual.sum(0).float()
-    tnr = (~predicted & ~actual).sum(0) / (~actual).sum(0).float()
-    return (tpr + tnr) / 2
 
 
 def zero_shot_scores(encoder: ClipTextEncoder, image_vectors: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,20 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "quick": Recipe(epochs=4, batch_size=64, lr=5e-4, width=16, latent_dim=128),
         "full": Recipe(epochs=30, batch_size=256, lr=5e-4, width=32, latent_dim=128),
     },
+    # Notebook 04: both face generators get the same epochs and batch size (same data, same budget);
+    # width = channels of the first stage, latent_dim = z of the CVAE / noise of the GAN.
+    "celeba-cvae": {
+        "quick": Recipe(epochs=3, batch_size=64, lr=2e-3, width=16, latent_dim=16, kl_warmup_epochs=1),
+        "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=32, kl_warmup_epochs=2, gif_every=2),
+    },
+    "celeba-gan": {
+        "quick": Recipe(epochs=3, batch_size=64, lr=2e-4, width=16, latent_dim=100),
+        "full": Recipe(epochs=40, batch_size=128, lr=2e-4, width=64, latent_dim=100, gif_every=2),
+    },
+    "face-judge": {  # the attribute classifier that grades generated faces
+        "quick": Recipe(epochs=2, batch_size=64, lr=2e-3, width=16, latent_dim=0),
+        "full": Recipe(epochs=5, batch_size=128, lr=1e-3, width=32, latent_dim=0),
+    },
     "judge": {
         "quick": Recipe(epochs=12, batch_size=64, lr=2e-3, width=32, latent_dim=0),
         "full": Recipe(epochs=4, batch_size=128, lr=2e-3, width=32, latent_dim=0),

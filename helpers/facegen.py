@@ -30,15 +30,15 @@ ConditionFn = Callable[[Trainer, tuple], torch.Tensor]
 
 
 # ------------------------------------------------------------------------------------------- conditions
-def attribute_conditions(attrs: torch.Tensor, drop_fraction: float = 0.0,
+def attribute_conditions(attrs: torch.Tensor, drop_fraction: float | torch.Tensor = 0.0,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """0/1 attributes (B, 40) -> conditions in {-1, +1}, with a random `drop_fraction` of entries set to 0.
 
     Zeroed entries teach the model that 0 means "unspecified", so at sampling time a prompt can fix a few
-    attributes (+1 / -1) and leave the rest at 0."""
+    attributes (+1 / -1) and leave the rest at 0. `drop_fraction` may be a (B, 1) tensor: one rate per face."""
     cond = attrs.float() * 2 - 1
-    if drop_fraction > 0:
-        keep = torch.rand(cond.shape, generator=generator) >= drop_fraction
+    if isinstance(drop_fraction, torch.Tensor) or drop_fraction > 0:
+        keep = torch.rand(cond.shape, generator=generator) >= torch.as_tensor(drop_fraction).cpu()
         cond = cond * keep.to(cond.device)
     return cond
 
@@ -56,13 +56,15 @@ def attribute_condition_fn(drop_fraction: float = 0.25) -> ConditionFn:
 def _fit(model: torch.nn.Module, loss_fn: Callable, dataset: Dataset, *, epochs: int, batch_size: int, lr: float,
          device: torch.device | str, run_dir: str | Path | None, kind: str, callbacks: Iterable[Callback],
          progress: bool, progress_keys: tuple[str, ...], resume: bool, seed: int, extra: dict | None,
-         betas: tuple[float, float] | None = None) -> tuple[torch.nn.Module, list[dict], float]:
+         betas: tuple[float, float] | None = None, extra_tensors: dict[str, torch.Tensor] | None = None,
+         ) -> tuple[torch.nn.Module, list[dict], float]:
     """Shared by the three trainers: seed, build the Trainer, add checkpoints / progress, fit, time it."""
     torch.manual_seed(seed)  # the loss's own randomness (z, noise, dropped attributes); resume restores it
     callbacks = list(callbacks)
     if run_dir is not None:
         settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
-        callbacks.append(Checkpointing(run_dir, kind, resume=resume, extra={**settings, **(extra or {})}))
+        callbacks.append(Checkpointing(run_dir, kind, resume=resume, extra={**settings, **(extra or {})},
+                                       extra_tensors=extra_tensors))
     if progress:
         callbacks.append(ProgressBar(progress_keys))
     trainer = Trainer(model, loss_fn, dataset, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
@@ -79,10 +81,11 @@ def train_face_cvae(model: FaceCVAE, dataset: Dataset, *, epochs: int, batch_siz
                     device: torch.device | str, run_dir: str | Path | None, kind: str, condition_fn: ConditionFn,
                     kl_warmup_epochs: float, callbacks: Iterable[Callback] = (), progress: bool = False,
                     resume: bool = False, seed: int = 0, extra: dict | None = None,
-                    ) -> tuple[FaceCVAE, list[dict], float]:
+                    extra_tensors: dict[str, torch.Tensor] | None = None) -> tuple[FaceCVAE, list[dict], float]:
     """Train a FaceCVAE (negative ELBO, KL weight warmed up from 0 to 1); returns (model, history, seconds).
 
-    `run_dir=None` trains without checkpoints; `extra` is stored in the checkpoint's JSON."""
+    `run_dir=None` trains without checkpoints; `extra` is stored in the checkpoint's JSON, `extra_tensors`
+    in its state file."""
 
     def loss_fn(trainer: Trainer, batch: tuple) -> dict[str, torch.Tensor]:
         return trainer.model.loss(batch[0], condition_fn(trainer, batch), trainer.kl_weight)
@@ -90,21 +93,21 @@ def train_face_cvae(model: FaceCVAE, dataset: Dataset, *, epochs: int, batch_siz
     callbacks = [KLAnnealing(kl_warmup_epochs), *callbacks]
     return _fit(model, loss_fn, dataset, epochs=epochs, batch_size=batch_size, lr=lr, device=device, run_dir=run_dir,
                 kind=kind, callbacks=callbacks, progress=progress, progress_keys=("loss", "recon", "kl"),
-                resume=resume, seed=seed, extra=extra)
+                resume=resume, seed=seed, extra=extra, extra_tensors=extra_tensors)
 
 
 def train_face_gan(model: FaceGAN, dataset: Dataset, *, epochs: int, batch_size: int, lr: float,
                    device: torch.device | str, run_dir: str | Path | None, kind: str, condition_fn: ConditionFn,
                    callbacks: Iterable[Callback] = (), progress: bool = False, resume: bool = False, seed: int = 0,
                    loss: str = HINGE, mismatch_weight: float = 0.5, extra: dict | None = None,
-                   ) -> tuple[FaceGAN, list[dict], float]:
+                   extra_tensors: dict[str, torch.Tensor] | None = None) -> tuple[FaceGAN, list[dict], float]:
     """Train a FaceGAN with the course's Trainer: one AdamW (betas GAN_BETAS) over both nets, one backward
     pass per step whose loss is d_loss + g_loss (see `helpers.models.faces.gan_losses`)."""
     loss_fn = gan_loss_fn(condition_fn, loss=loss, mismatch_weight=mismatch_weight)
     extra = {"gan_loss": loss, "mismatch_weight": mismatch_weight, **(extra or {})}
     return _fit(model, loss_fn, dataset, epochs=epochs, batch_size=batch_size, lr=lr, device=device, run_dir=run_dir,
                 kind=kind, callbacks=callbacks, progress=progress, progress_keys=("d_loss", "g_loss", "d_real", "d_fake"),
-                resume=resume, seed=seed, extra=extra, betas=GAN_BETAS)
+                resume=resume, seed=seed, extra=extra, betas=GAN_BETAS, extra_tensors=extra_tensors)
 
 
 def attribute_rates(dataset: Dataset, max_items: int = 2048) -> torch.Tensor:

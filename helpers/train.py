@@ -9,6 +9,7 @@ evaluation, GIF frames and checkpoints/resume are callbacks, so notebooks 01-02 
 from __future__ import annotations
 
 import shutil
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
@@ -170,6 +171,20 @@ class KLAnnealing(Callback):
 
     def after_epoch(self, trainer: Trainer) -> None:
         trainer.history[-1]["kl_weight"] = sum(self.weights) / max(len(self.weights), 1)  # the epoch's mean weight
+
+
+class WallClock(Callback):
+    """Add `train_seconds` to every epoch's record: training time so far (evaluation and GIF frames
+    excluded), summed across resumes, so runs with different models can be compared by time spent."""
+
+    order = 5
+
+    def before_epoch(self, trainer: Trainer) -> None:
+        self.start = time.perf_counter()
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        before = trainer.history[-2].get("train_seconds", 0.0) if len(trainer.history) > 1 else 0.0
+        trainer.history[-1]["train_seconds"] = round(before + time.perf_counter() - self.start, 2)
 
 
 class Evaluate(Callback):

@@ -106,3 +106,27 @@ def show(image: torch.Tensor, title: str = "", ax=None, size: float = 5):
     ax.set_title(title)
     ax.axis("off")
     return ax
+
+
+def labelled_grid(images: torch.Tensor, labels: Sequence[str], ncol: int, scale: int = 2,
+                  label_width: int = 190) -> torch.Tensor:
+    """Rows of `ncol` images (B = len(labels) * ncol, in [0, 1]) with each row's label written on its left."""
+    if len(images) != len(labels) * ncol:
+        raise ValueError(f"{len(images)} images do not make {len(labels)} rows of {ncol}")
+    grid = to_pil(image_grid(images, nrow=ncol, scale=scale))
+    canvas = Image.new("RGB", (grid.width + label_width, grid.height), "white")
+    canvas.paste(grid, (label_width, 0))
+    draw, row_height = ImageDraw.Draw(canvas), grid.height / len(labels)
+    for row, label in enumerate(labels):
+        lines, line = [], ""
+        for word in label.split():  # wrap to the label column (~6 px per character of the default font)
+            if line and len(line) + 1 + len(word) > label_width // 6 - 1:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}".strip()
+        lines.append(line)
+        top = row * row_height + row_height / 2 - 6 * len(lines)
+        for index, text in enumerate(lines):
+            draw.text((4, top + 12 * index), text, fill="black")
+    return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255

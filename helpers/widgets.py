@@ -1,4 +1,4 @@
-"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01-02).
+"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02 and 04).
 
 The apps only wire widgets to functions that already exist (`TextToDigit`, a VAE decoder); they render
 with matplotlib into an Output widget, so they work in JupyterLab, classic Notebook and Colab.
@@ -79,3 +79,53 @@ def latent_app(decode: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, 
         control.observe(redraw, names="value")
     redraw()
     return widgets.VBox([seed, *controls, output])
+
+
+# The attributes the face widget offers as toggles: the ones a 64x64 face shows most clearly.
+FACE_TOGGLES = ("Male", "Smiling", "Eyeglasses", "Blond_Hair", "Black_Hair", "Gray_Hair", "Wearing_Hat", "No_Beard",
+                "Young", "Wearing_Lipstick", "Bangs", "Bald")
+
+
+def face_app(generators: dict, n: int = 8, default_prompt: str = "a smiling woman with blond hair"):
+    """Notebook 04's widget: pick a model, type a prompt, then force attributes on or off with toggles.
+
+    `generators` maps a name to a `helpers.faces.PromptToFace`. With every toggle at "any" the prompt goes
+    to the model as typed; a toggle set to "yes"/"no" overrides what the prompt says about that attribute,
+    and the model gets the combined attributes (the CLIP-conditioned model as a sentence, see `prompt_for`).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from helpers.data.captions import parse_prompt, prompt_for
+
+    model = widgets.Dropdown(options=list(generators), description="model")
+    prompt = widgets.Text(value=default_prompt, description="prompt", continuous_update=False,
+                          layout=widgets.Layout(width="420px"))
+    seed = widgets.IntSlider(value=0, min=0, max=99, description="seed", continuous_update=False)
+    toggles = {name: widgets.ToggleButtons(options=["any", "yes", "no"], value="any", description=name,
+                                           style={"button_width": "48px", "description_width": "110px"})
+               for name in FACE_TOGGLES}
+    output = widgets.Output()
+
+    def redraw(*_):
+        with output:
+            output.clear_output(wait=True)
+            face = generators[model.value]
+            forced = {name: t.value == "yes" for name, t in toggles.items() if t.value != "any"}
+            try:
+                if forced:
+                    wanted = {**(parse_prompt(prompt.value) if prompt.value.strip() else {}), **forced}
+                    images, title = face.for_wanted(wanted, n=n, seed=seed.value), prompt_for(wanted)
+                else:
+                    images, wanted = face(prompt.value, n=n, seed=seed.value)
+                    title = f"read as: {', '.join(f'{k}={v}' for k, v in wanted.items())}"
+            except CourseError as error:
+                print(f"error: {error}")
+                return
+            show(image_grid((images + 1) / 2, nrow=n, scale=2), title=title, size=10)
+            plt.show()
+
+    for control in (model, prompt, seed, *toggles.values()):
+        control.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox([model, seed]), prompt, *toggles.values(), output])

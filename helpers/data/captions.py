@@ -409,3 +409,29 @@ def describe_vocabulary() -> str:
         words.append(f"{present}/{' '.join(_core(spec.absent[0])[0])}" if spec.trait_when_absent else present)
     return ("prompts can mention: " + ", ".join(words) +
             "; negate with no/not/without (e.g. 'a woman without glasses, not smiling')")
+
+
+def prompt_for(wanted: dict[str, bool]) -> str:
+    """A plain prompt that says exactly `wanted` ({attribute: present?}), e.g. from attribute toggles.
+
+    {"Male": False, "Smiling": True, "Eyeglasses": False} -> "a photo of a smiling woman without glasses".
+    An absence with no phrasing of its own is said with "not"/"without" ("not chubby", "without arched
+    eyebrows"), so `parse_prompt(prompt_for(w)) == w` for every single attribute (tested).
+    """
+    unknown = [name for name in wanted if name not in PHRASES]
+    if unknown:
+        raise CourseError(f"unknown attribute {unknown[0]!r}; choose from {', '.join(ATTRIBUTES)}")
+    noun = "person" if NOUN not in wanted else (PHRASES[NOUN].present[0] if wanted[NOUN] else PHRASES[NOUN].absent[0])
+    said = []
+    for name in sorted((n for n in wanted if n != NOUN), key=_CANONICAL_RANK.__getitem__):
+        spec = PHRASES[name]
+        if wanted[name]:
+            phrase = spec.present[0]
+        elif spec.absent:
+            phrase = spec.absent[0]
+        elif spec.present[0].startswith("with "):
+            phrase = "without " + spec.present[0][len("with "):]
+        else:
+            phrase = "not " + spec.present[0]
+        said.append((name, phrase))
+    return _sentence(noun, said, "a photo of", None)

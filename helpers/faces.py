@@ -1,0 +1,462 @@
+"""Faces from prompts (notebook 04): what conditions a generator, training one from its recipe, judging it.
+
+    prompt --read_prompt--> wanted attributes {name: present?}
+           --condition----> c (1, cond_dim): the 40 attributes (+1 / -1, 0 = unspecified)
+                                             or our CLIP's embedding of the prompt
+           --FaceCVAE / FaceGAN--> faces (n, 3, 64, 64) in [-1, 1]
+    faces --AttributeJudge--> which attributes they show --> prompted-attribute accuracy
+
+The networks are in helpers/models/faces.py, the training and metric functions in helpers/facegen.py; this
+module ties them to the course's config, data, CLIP, checkpoints and CLI.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint
+from helpers.clip import ClipTextEncoder, face_data, load_or_train_clip
+from helpers.config import CourseConfig, seed_everything
+from helpers.data.captions import captions_for, describe_vocabulary, parse_prompt, prompt_for
+from helpers.data.celeba import ATTRIBUTES, FaceSplits, to_float
+from helpers.errors import CourseError
+from helpers.facegen import (ConditionFn, attribute_conditions, diversity, frechet_distance, inception_features,
+                             judge_attribute_accuracy, kernel_inception_distance, prompted_attribute_accuracy,
+                             train_attribute_judge, train_face_cvae, train_face_gan)
+from helpers.models.faces import AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN, FaceGANConfig
+from helpers.train import GifFrames, WallClock
+from helpers.viz import labelled_grid
+
+MODELS = ("celeba-cvae", "celeba-gan")
+CONDITIONS = ("attributes", "clip")
+JUDGE = "face-judge"
+MAX_PROMPT_CHARS = 300
+CAPTIONS_PER_FACE = 4  # CLIP-conditioned training: each face gets one of this many pre-encoded captions
+JUDGE_MIN = 0.8  # prompted-attribute accuracy only counts attributes the judge itself gets this right on real faces
+# The same prompts for every model: the grids, the GIFs and the per-prompt accuracies.
+GRID_PROMPTS = (
+    "a smiling woman with blond hair",
+    "a man with eyeglasses",
+    "a man with black hair and a beard",
+    "a woman with black hair, not smiling",
+    "an older man with gray hair",
+    "a person wearing a hat",
+)
+GIF_SEEDS = 4
+
+
+def run_name(model: str, condition: str = "attributes") -> str:
+    """Run folder name: runs/celeba-cvae (attribute-conditioned), runs/celeba-cvae-clip (CLIP-conditioned)."""
+    if model not in MODELS:
+        raise CourseError(f"unknown face model {model!r}; choose one of {', '.join(MODELS)}")
+    if condition not in CONDITIONS:
+        raise CourseError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
+    return model if condition == "attributes" else f"{model}-clip"
+
+
+def figures_dir(cfg: CourseConfig, data: FaceSplits) -> Path:
+    """Where figures of this data go: figures/ for the procedural or downloaded faces; outputs/figures/ for
+    the development sample in COURSE_DATA, whose images (and anything made from them) stay out of the repo."""
+    return cfg.outputs_dir / "figures" if data.source.startswith("local") else cfg.figures_dir
+
+
+# ------------------------------------------------------------------------------------------ prompts
+def read_prompt(prompt: str) -> dict[str, bool]:
+    """The attributes a prompt asks for, or a one-line CourseError saying what to write instead."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise CourseError('the prompt is empty: describe a face, e.g. "a smiling woman with blond hair"')
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise CourseError(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    wanted = parse_prompt(prompt)  # ContradictoryPrompt ("a man who is a woman") is a CourseError
+    if not wanted:
+        raise CourseError(f"{prompt.strip()!r} names no face attribute these models know; {describe_vocabulary()}")
+    return wanted
+
+
+# ------------------------------------------------------------------------------------------ conditions
+class AttributeCondition:
+    """c = the 40 attributes as +1 (present) and -1 (absent): a complete description of a face.
+
+    A CVAE whose condition leaves attributes out learns to carry them in z instead, and then reads z, not c
+    (we tried: training with a random half of the attributes blanked gave faces that ignore the prompt).
+    So training shows full attribute vectors (with `DROP` of the entries blanked to 0, for robustness), and
+    a prompt that names two attributes is *completed* from the data: the other 38 are copied from a random
+    training face that has the two asked for — a draw from p(other attributes | prompt) that needs no model.
+    """
+
+    name = "attributes"
+    dim = len(ATTRIBUTES)
+    DROP = 0.1
+
+    def __init__(self, bank: torch.Tensor | None = None):
+        self.bank = bank  # (M, 40) uint8 0/1: attribute rows of training faces, for completing prompts
+
+    def training_fn(self, data: FaceSplits, seed: int) -> ConditionFn:
+        self.bank = data.train_attrs.to(torch.uint8).clone()
+
+        def condition_fn(trainer, batch) -> torch.Tensor:
+            return attribute_conditions(batch[1], self.DROP)  # (B, 40) in {-1, +1}, a few 0
+
+        return condition_fn
+
+    def complete(self, spec: Mapping[str, bool], generator: torch.Generator) -> torch.Tensor:
+        """One full (40,) condition: a random training face's attributes among those that agree with the most
+        of `spec` (all of it, unless no face has that combination), then `spec` itself on top."""
+        if self.bank is None:
+            raise CourseError("this attribute condition has no attribute table to complete prompts from; train it first")
+        columns = [ATTRIBUTES.index(name) for name in spec]
+        values = torch.tensor([bool(v) for v in spec.values()], dtype=torch.bool)
+        agree = (self.bank[:, columns].bool() == values).sum(1)  # (M,)
+        candidates = torch.nonzero(agree == agree.max()).squeeze(1)
+        row = self.bank[candidates[torch.randint(len(candidates), (1,), generator=generator)]][0].float() * 2 - 1
+        row[columns] = values.float() * 2 - 1
+        return row
+
+    def from_wanted(self, wanted: Sequence[Mapping[str, bool]], seed: int = 0) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.stack([self.complete(spec, generator) for spec in wanted]) if wanted else torch.zeros(0, self.dim)
+
+    def from_prompts(self, prompts: Sequence[str], seed: int = 0) -> torch.Tensor:
+        return self.from_wanted([parse_prompt(p) for p in prompts], seed)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"attribute_bank": self.bank}
+
+
+class ClipCondition:
+    """c = our CLIP's embedding of a caption, centred on the captions' mean and scaled to unit variance per
+    dimension (a unit vector in 128-d has entries of about 0.09: too small for the conditioning layers).
+
+    Training pairs each face with one of `CAPTIONS_PER_FACE` random captions encoded once up front: the
+    frozen CLIP would give the same vectors every epoch, so encoding them per step would only cost time."""
+
+    name = "clip"
+
+    def __init__(self, encoder: ClipTextEncoder, mean: torch.Tensor | None = None):
+        self.encoder, self.mean = encoder, mean
+        self.dim = encoder.dim
+
+    def _scale(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return (embeddings - self.mean) * math.sqrt(self.dim)
+
+    def training_fn(self, data: FaceSplits, seed: int) -> ConditionFn:
+        texts = captions_for(data.train_attrs, seed, per_image=CAPTIONS_PER_FACE)  # N lists of K captions
+        flat = self.encoder.encode([text for row in texts for text in row])  # (N*K, D) unit vectors
+        self.mean = flat.mean(0)
+        bank = self._scale(flat).view(len(texts), CAPTIONS_PER_FACE, self.dim)  # (N, K, D)
+
+        def condition_fn(trainer, batch) -> torch.Tensor:
+            index = batch[2].cpu()
+            pick = torch.randint(CAPTIONS_PER_FACE, (len(index),))
+            return bank[index, pick].to(batch[0].device)  # (B, D)
+
+        return condition_fn
+
+    def from_prompts(self, prompts: Sequence[str], seed: int = 0) -> torch.Tensor:
+        unique = list(dict.fromkeys(prompts))  # n samples of one prompt: encode it once
+        vectors = self._scale(self.encoder.encode(unique))
+        return vectors[[unique.index(p) for p in prompts]] if prompts else vectors
+
+    def from_wanted(self, wanted: Sequence[Mapping[str, bool]], seed: int = 0) -> torch.Tensor:
+        return self.from_prompts([prompt_for(dict(spec)) for spec in wanted])
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"clip_mean": self.mean}
+
+
+# ------------------------------------------------------------------------------------------ generator
+class PromptToFace:
+    """A trained face generator and its condition: prompt -> faces."""
+
+    def __init__(self, model: FaceCVAE | FaceGAN, condition: AttributeCondition | ClipCondition, name: str,
+                 history: list[dict] | None = None):
+        self.model, self.condition, self.name = model.eval(), condition, name
+        self.history = history or []
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def train_seconds(self) -> float:
+        return self.history[-1].get("train_seconds", float("nan")) if self.history else float("nan")
+
+    def read(self, prompt: str) -> dict[str, bool]:
+        wanted = read_prompt(prompt)
+        if isinstance(self.condition, ClipCondition):
+            self.condition.encoder.check_prompt(prompt)  # warns about words the CLIP never saw
+        return wanted
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+        """One face per condition row, (B, 3, S, S) in [-1, 1] on the CPU; the same seed gives the same faces."""
+        generator = torch.Generator().manual_seed(seed)
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        return torch.cat([self.model.sample(cond[i:i + batch_size].to(device), generator=generator).cpu()
+                          for i in range(0, len(cond), batch_size)])
+
+    def __call__(self, prompt: str, n: int = 8, seed: int = 0) -> tuple[torch.Tensor, dict[str, bool]]:
+        """(n, 3, S, S) faces in [-1, 1] for `prompt`, and the attributes it was read as."""
+        if not 1 <= n <= 1024:
+            raise CourseError(f"n must be between 1 and 1024, got {n}")
+        wanted = self.read(prompt)
+        return self.sample(self.condition.from_prompts([prompt] * n, seed), seed), wanted
+
+    def for_wanted(self, wanted: Mapping[str, bool], n: int = 8, seed: int = 0) -> torch.Tensor:
+        """Faces for attributes chosen directly (the widget's toggles) instead of a prompt."""
+        if not wanted:
+            raise CourseError("no attribute chosen: set at least one toggle to yes or no, or type a prompt")
+        return self.sample(self.condition.from_wanted([dict(wanted)] * n, seed), seed)
+
+    @classmethod
+    def from_checkpoint(cls, run_dir: str | Path, cfg: CourseConfig, clip: ClipTextEncoder | None = None) -> "PromptToFace":
+        """Load a trained generator; a CLIP-conditioned one also needs the CLIP it was trained with."""
+        run_dir = Path(run_dir)
+        if not has_checkpoint(run_dir):
+            raise CourseError(f"no checkpoint in {run_dir}: train one first with "
+                              f"`python -m helpers train celeba-cvae` (or celeba-gan; add --condition clip)")
+        checkpoint = read_checkpoint(run_dir)
+        if checkpoint.kind not in MODELS:
+            raise CourseError(f"{run_dir} holds a '{checkpoint.kind}' checkpoint, not a face generator "
+                              f"({', '.join(MODELS)})")
+        extra = checkpoint.index["extra"]
+        net = (FaceCVAE(FaceCVAEConfig(**checkpoint.index["config"])) if checkpoint.kind == "celeba-cvae"
+               else FaceGAN(FaceGANConfig(**checkpoint.index["config"])))
+        model = load_weights(net, checkpoint).to(cfg.device)
+        if extra.get("condition") == "clip":
+            clip = clip or _recorded_clip(extra, cfg)
+            condition = ClipCondition(clip, checkpoint.state["clip_mean"])
+        else:
+            condition = AttributeCondition(checkpoint.state["attribute_bank"])
+        return cls(model, condition, run_name(checkpoint.kind, condition.name), extra.get("history", []))
+
+
+def _recorded_clip(extra: dict, cfg: CourseConfig) -> ClipTextEncoder:
+    """The CLIP a generator was trained with, refusing a different one (its embeddings would mean nothing)."""
+    clip_dir = Path(extra["clip_run"])
+    if not has_checkpoint(clip_dir):
+        raise CourseError(f"this generator was trained on the CLIP in {clip_dir}, which is gone; "
+                          f"retrain it with `python -m helpers train celeba-cvae --condition clip`")
+    if read_checkpoint(clip_dir, "clip").index["sha256"]["model"] != extra["clip_sha256"]:
+        raise CourseError(f"the CLIP in {clip_dir} changed since this generator was trained; retrain the generator "
+                          f"with `python -m helpers train celeba-cvae --condition clip`")
+    return ClipTextEncoder.from_checkpoint(clip_dir, cfg.device)
+
+
+# ------------------------------------------------------------------------------------------ training
+def _gif_render(condition, model_kind: str):
+    prompts = [p for p in GRID_PROMPTS for _ in range(GIF_SEEDS)]  # prompt-major: one row per prompt
+    cond = condition.from_prompts(prompts)
+    labels = [p.replace("a ", "", 1) for p in GRID_PROMPTS]
+
+    def render(model) -> torch.Tensor:
+        device = next(model.parameters()).device
+        images = model.sample(cond.to(device), generator=torch.Generator().manual_seed(1234)).cpu()
+        return labelled_grid((images + 1) / 2, labels, ncol=GIF_SEEDS, scale=2)
+
+    return render
+
+
+def train_faces(cfg: CourseConfig, model: str = "celeba-cvae", condition: str = "attributes",
+                out: str | Path | None = None, *, epochs: int | None = None, resume: bool = False,
+                progress: bool = True, gif_path: str | Path | None = None, data: FaceSplits | None = None,
+                clip: ClipTextEncoder | None = None, clip_dir: str | Path | None = None) -> PromptToFace:
+    """Train a face generator of notebook 04 into `out` (default runs/<run_name>) with its mode's recipe.
+
+    Both generators get the same recipe's epochs and batch size (the same data and budget); the GIF shows
+    `GRID_PROMPTS` x `GIF_SEEDS` faces after every epoch. A CLIP-conditioned model uses `clip` (default:
+    the CLIP of notebook 03 in runs/clip, trained now if missing) and records which one in its checkpoint.
+    """
+    name = run_name(model, condition)
+    recipe = cfg.recipe(model, epochs=epochs)
+    out = Path(out or cfg.run_dir(name))
+    data = data or face_data(cfg)
+    extra = {"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source, "condition": condition}
+    if condition == "clip":
+        clip_dir = Path(clip_dir or cfg.run_dir("clip"))
+        clip = clip or load_or_train_clip(cfg, clip_dir)
+        if not has_checkpoint(clip_dir):
+            raise CourseError(f"the CLIP passed in is not saved in {clip_dir}; pass clip_dir= where it was saved")
+        extra.update(clip_run=str(clip_dir.resolve()),
+                     clip_sha256=read_checkpoint(clip_dir, "clip").index["sha256"]["model"])
+        cond = ClipCondition(clip)
+    else:
+        cond = AttributeCondition()
+    seed_everything(cfg.seed)
+    condition_fn = cond.training_fn(data, cfg.seed)  # sets what `cond.state()` saves with the weights
+    if model == "celeba-cvae":
+        net = FaceCVAE(FaceCVAEConfig(image_size=data.image_size, cond_dim=cond.dim, latent_dim=recipe.latent_dim,
+                                      width=recipe.width))
+    else:
+        net = FaceGAN(FaceGANConfig(image_size=data.image_size, cond_dim=cond.dim, noise_dim=recipe.latent_dim,
+                                    width=recipe.width))
+    gif_path = Path(gif_path) if gif_path else out / "training.gif"
+    callbacks = [WallClock(), GifFrames(_gif_render(cond, model), out / "frames", gif_path, every=recipe.gif_every)]
+    common = dict(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, run_dir=out,
+                  kind=model, condition_fn=condition_fn, callbacks=callbacks, progress=progress, resume=resume,
+                  seed=cfg.seed, extra=extra, extra_tensors=cond.state())
+    if model == "celeba-cvae":
+        net, history, _ = train_face_cvae(net, data.train_set(), kl_warmup_epochs=recipe.kl_warmup_epochs, **common)
+    else:
+        net, history, _ = train_face_gan(net, data.train_set(), **common)
+    return PromptToFace(net, cond, name, history)
+
+
+def load_faces(cfg: CourseConfig, model: str = "celeba-cvae", condition: str = "attributes",
+               run_dir: str | Path | None = None, clip: ClipTextEncoder | None = None) -> PromptToFace:
+    return PromptToFace.from_checkpoint(run_dir or cfg.run_dir(run_name(model, condition)), cfg, clip)
+
+
+# ------------------------------------------------------------------------------------------ judge
+def train_face_judge(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+                     data: FaceSplits | None = None, progress: bool = False) -> tuple[AttributeJudge, dict[str, float]]:
+    """Train the attribute judge on real faces; returns it and its held-out balanced accuracy per attribute."""
+    recipe = cfg.recipe(JUDGE, epochs=epochs)
+    out = Path(out or cfg.run_dir(JUDGE))
+    data = data or face_data(cfg)
+    heldout = to_float(data.test_images), data.test_attrs
+    seed_everything(cfg.seed)
+    judge = AttributeJudge(AttributeJudgeConfig(image_size=data.image_size, width=recipe.width))
+    # The checkpoint written after the last epoch must hold the per-attribute accuracy: compute it as an
+    # epoch metric (cheap: one pass over the held-out faces) and keep the dict in the history record.
+    judge, history, _ = train_attribute_judge(
+        judge, data.train_set(), epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device,
+        run_dir=out, kind=JUDGE, heldout=heldout, progress=progress, seed=cfg.seed,
+        extra={"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source})
+    accuracy = judge_attribute_accuracy(judge, *heldout)
+    return judge, dict(zip(ATTRIBUTES, accuracy.tolist()))
+
+
+def load_or_train_face_judge(cfg: CourseConfig, data: FaceSplits | None = None, run_dir: str | Path | None = None,
+                             progress: bool = False) -> tuple[AttributeJudge, dict[str, float]]:
+    """The judge trained on this mode's faces if there is one, else train it now (quick mode: ~15 s)."""
+    run_dir = Path(run_dir or cfg.run_dir(JUDGE))
+    data = data or face_data(cfg)
+    if has_checkpoint(run_dir):
+        checkpoint = read_checkpoint(run_dir, JUDGE)
+        extra = checkpoint.index["extra"]
+        if extra.get("mode") == cfg.mode and extra.get("data") == data.source:
+            judge = load_weights(AttributeJudge(AttributeJudgeConfig(**checkpoint.index["config"])), checkpoint)
+            judge = judge.to(cfg.device).eval()
+            accuracy = judge_attribute_accuracy(judge, to_float(data.test_images), data.test_attrs)
+            return judge, dict(zip(ATTRIBUTES, accuracy.tolist()))
+    return train_face_judge(cfg, run_dir, data=data, progress=progress)
+
+
+def reliable(judge_accuracy: Mapping[str, float], threshold: float = JUDGE_MIN) -> list[str]:
+    """Attributes the judge recognises on real held-out faces with balanced accuracy >= threshold."""
+    return [name for name in ATTRIBUTES if judge_accuracy.get(name, 0.0) >= threshold]
+
+
+def prompted_accuracy(judge: AttributeJudge, images: torch.Tensor, wanted: Sequence[Mapping[str, bool]],
+                      judged: Sequence[str]) -> tuple[float, int]:
+    """Share of (face, asked-for attribute) pairs where the judge sees what was asked, counting only the
+    `judged` attributes; returns (accuracy, number of pairs). NaN when nothing judgeable was asked."""
+    specs = [{ATTRIBUTES.index(name): value for name, value in spec.items() if name in judged} for spec in wanted]
+    return prompted_attribute_accuracy(judge, images, specs), sum(len(spec) for spec in specs)
+
+
+# ------------------------------------------------------------------------------------------ comparison
+def heldout_captions(data: FaceSplits, seed: int = 0, limit: int | None = None) -> list[str]:
+    """One random caption per held-out face: the prompts of the comparison (they say 2-5 attributes each)."""
+    attrs = data.test_attrs[:limit] if limit else data.test_attrs
+    return captions_for(attrs, seed=seed + 7919)
+
+
+def real_reference(judge: AttributeJudge, judge_accuracy: Mapping[str, float], clip: ClipTextEncoder,
+                   data: FaceSplits, seed: int = 0, limit: int | None = None) -> dict:
+    """The same measurements on real faces: what a perfect generator would score."""
+    captions = heldout_captions(data, seed, limit)
+    real = to_float(data.test_images[: len(captions)])
+    accuracy, pairs = prompted_accuracy(judge, real, [parse_prompt(c) for c in captions], reliable(judge_accuracy))
+    test_features = clip.image_features(real)
+    train_features = clip.image_features(data.train_images[: len(captions)])
+    return {"prompted_accuracy": accuracy, "judged_pairs": pairs,
+            "fid_clip": frechet_distance(train_features, test_features),
+            "kid_clip": kernel_inception_distance(train_features, test_features)[0],
+            "diversity": diversity(test_features)}
+
+
+def evaluate_faces(face: PromptToFace, judge: AttributeJudge, judge_accuracy: Mapping[str, float],
+                   clip: ClipTextEncoder, data: FaceSplits, *, seed: int = 0, limit: int | None = None,
+                   per_prompt: int = 16, inception: bool = False) -> dict:
+    """Every number of notebook 04's table for one generator.
+
+    - prompted_accuracy: faces generated from held-out captions, judged on the attributes each caption asks
+      for (only attributes the judge itself recognises on real faces, see `reliable`);
+    - grid_accuracy / within_prompt_diversity: the same on `GRID_PROMPTS` x `per_prompt` faces;
+    - fid_clip, kid_clip: generated vs real held-out faces in our CLIP's image-feature space;
+    - diversity: mean cosine distance between generated faces (real faces: see `real_reference`);
+    - inception_fid when `inception` and the Inception weights can be had (else the reason it was skipped);
+    - train_seconds, parameters, sample_ms (per face, batch of 256).
+    """
+    judged = reliable(judge_accuracy)
+    captions = heldout_captions(data, seed, limit)
+    cond = face.condition.from_prompts(captions, seed)
+    start = time.perf_counter()
+    fake = face.sample(cond, seed)
+    sample_ms = 1000 * (time.perf_counter() - start) / len(fake)
+    accuracy, pairs = prompted_accuracy(judge, fake, [parse_prompt(c) for c in captions], judged)
+    fake_features = clip.image_features(fake)
+    real = to_float(data.test_images[: len(captions)])
+    real_features = clip.image_features(real)
+    grid_prompts = [p for p in GRID_PROMPTS for _ in range(per_prompt)]
+    grid = face.sample(face.condition.from_prompts(grid_prompts, seed + 1), seed + 1)
+    grid_accuracy, _ = prompted_accuracy(judge, grid, [parse_prompt(p) for p in grid_prompts], judged)
+    grid_features = clip.image_features(grid).view(len(GRID_PROMPTS), per_prompt, -1)
+    result = {
+        "prompted_accuracy": accuracy, "judged_pairs": pairs, "grid_accuracy": grid_accuracy,
+        "fid_clip": frechet_distance(fake_features, real_features),
+        "kid_clip": kernel_inception_distance(fake_features, real_features)[0],
+        "diversity": diversity(fake_features),
+        "within_prompt_diversity": sum(diversity(f) for f in grid_features) / len(GRID_PROMPTS),
+        "train_seconds": face.train_seconds, "parameters": face.parameters, "sample_ms": sample_ms,
+    }
+    if inception:
+        try:
+            result["inception_fid"] = frechet_distance(inception_features(fake, judge_device(judge)),
+                                                       inception_features(real, judge_device(judge)))
+        except CourseError as error:
+            result["inception_fid"] = float("nan")
+            result["inception_skipped"] = str(error)
+    return result
+
+
+def judge_device(judge: AttributeJudge) -> torch.device:
+    return next(judge.parameters()).device
+
+
+TABLE_COLUMNS = (("prompted_accuracy", "prompted attr. acc.", "{:.1%}"), ("grid_accuracy", "grid prompts acc.", "{:.1%}"),
+                 ("fid_clip", "FID (our CLIP)", "{:.2f}"), ("kid_clip", "KID (our CLIP)", "{:.4f}"),
+                 ("diversity", "diversity", "{:.3f}"), ("within_prompt_diversity", "within-prompt div.", "{:.3f}"),
+                 ("train_seconds", "train s", "{:.0f}"), ("parameters", "params", "{:,}"))
+
+
+def comparison_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """A Markdown table, one row per model (a value a row lacks shows as "–")."""
+    header = "| model | " + " | ".join(title for _, title, _ in TABLE_COLUMNS) + " |"
+    lines = [header, "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
+    for name, row in rows.items():
+        cells = []
+        for key, _, fmt in TABLE_COLUMNS:
+            value = row.get(key)
+            cells.append("–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def prompt_grid(faces: Mapping[str, PromptToFace], prompts: Sequence[str] = GRID_PROMPTS, n: int = 6,
+                seed: int = 0) -> torch.Tensor:
+    """One labelled block per model, the same prompts and seeds for all: a (3, H, W) image in [0, 1]."""
+    blocks = []
+    for name, face in faces.items():
+        images = torch.cat([face(prompt, n=n, seed=seed)[0] for prompt in prompts])
+        blocks.append(labelled_grid((images + 1) / 2, [f"{name}: {p}" for p in prompts], ncol=n, scale=2))
+    width = max(b.shape[2] for b in blocks)
+    return torch.cat([torch.nn.functional.pad(b, (0, width - b.shape[2]), value=1.0) for b in blocks], dim=1)

@@ -1,0 +1,254 @@
+"""Notebook 04's face track: prompts -> conditions -> generators, checkpoints, the comparison and the CLI."""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import faces
+from helpers.checkpoint import save_checkpoint
+from helpers.clip import CaptionTokenizer, ClipTextEncoder, caption_corpus
+from helpers.data.captions import PHRASES, ContradictoryPrompt, parse_prompt, prompt_for
+from helpers.data.celeba import ATTRIBUTES, FaceSplits, synthetic_faces
+from helpers.errors import CourseError
+from helpers.models.clip import CLIPConfig, CLIPModel
+from helpers.models.faces import AttributeJudge, AttributeJudgeConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_faces() -> FaceSplits:
+    images, attrs = synthetic_faces(96, seed=3, image_size=32)
+    return FaceSplits(images[:64], attrs[:64], images[64:], attrs[64:], "synthetic faces (test)", 32)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tiny_faces, tmp_path_factory) -> tuple[ClipTextEncoder, Path]:
+    """An untrained small CLIP saved as a checkpoint: enough to test the plumbing of the CLIP condition."""
+    torch.manual_seed(0)
+    tokenizer = CaptionTokenizer.train(caption_corpus(tiny_faces.train_attrs, seed=0))
+    model = CLIPModel(CLIPConfig(vocab_size=tokenizer.vocab_size, image_size=32, image_width=8, text_width=32,
+                                 embed_dim=16))
+    run_dir = tmp_path_factory.mktemp("clip")
+    save_checkpoint(run_dir, "clip", model, extra={"mode": "quick", "tokenizer": tokenizer.to_str()})
+    return ClipTextEncoder(model, tokenizer), run_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(quick_cfg):
+    from dataclasses import replace
+
+    # 1-epoch, narrow recipes: these tests check the plumbing, test_face_cvae_learns_its_condition the learning.
+    from helpers.config import RECIPES, Recipe
+
+    saved = {k: RECIPES[k]["quick"] for k in ("celeba-cvae", "celeba-gan", "face-judge")}
+    RECIPES["celeba-cvae"]["quick"] = Recipe(epochs=1, batch_size=16, lr=2e-3, width=8, latent_dim=8)
+    RECIPES["celeba-gan"]["quick"] = Recipe(epochs=1, batch_size=16, lr=2e-4, width=8, latent_dim=10)
+    RECIPES["face-judge"]["quick"] = Recipe(epochs=1, batch_size=16, lr=2e-3, width=8, latent_dim=0)
+    yield replace(quick_cfg)
+    for key, recipe in saved.items():
+        RECIPES[key]["quick"] = recipe
+
+
+# ------------------------------------------------------------------------------------------ prompts
+@pytest.mark.parametrize("prompt, error, pattern", [
+    ("", CourseError, "the prompt is empty"),
+    ("   ", CourseError, "the prompt is empty"),
+    ("a purple giraffe", CourseError, "names no face attribute.*prompts can mention: .*eyeglasses"),
+    ("a man who is a woman", ContradictoryPrompt, "contradicts itself"),
+    ("x" * 400, CourseError, "limit is 300"),
+])
+def test_bad_prompts_are_refused_with_what_to_do(prompt, error, pattern):
+    with pytest.raises(error, match=pattern):
+        faces.read_prompt(prompt)
+
+
+def test_prompts_are_read_as_attributes():
+    assert faces.read_prompt("a smiling man with eyeglasses") == {"Eyeglasses": True, "Male": True, "Smiling": True}
+    assert faces.read_prompt("a woman without glasses") == {"Eyeglasses": False, "Male": False}
+
+
+@pytest.mark.parametrize("name", ATTRIBUTES)
+def test_prompt_for_says_exactly_what_is_wanted(name):
+    for value in (True, False):
+        assert parse_prompt(prompt_for({name: value})) == {name: value}
+    wanted = {"Male": False, "Smiling": True, "Eyeglasses": False, name: True}
+    if name not in ("Male", "Eyeglasses") and name not in ("Black_Hair", "Brown_Hair", "Gray_Hair", "Blond_Hair"):
+        assert parse_prompt(prompt_for(wanted)) == wanted
+    with pytest.raises(CourseError, match="unknown attribute"):
+        prompt_for({"Sunglasses": True})
+    assert set(PHRASES) == set(ATTRIBUTES)
+
+
+# ------------------------------------------------------------------------------------------ conditions
+def test_attribute_condition_trains_on_full_vectors_and_completes_prompts(tiny_faces):
+    condition = faces.AttributeCondition()
+    attrs = tiny_faces.train_attrs.float()
+    torch.manual_seed(0)
+    cond = condition.training_fn(tiny_faces, seed=0)(None, (None, attrs, None))
+    assert cond.shape == (64, 40) and set(cond.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    said = cond != 0
+    assert torch.equal(cond[said] > 0, attrs[said] > 0), "a kept entry must keep the face's own value"
+    assert 0.8 < said.float().mean() < 0.97, "about 10% of the entries are blanked"
+    rows = condition.from_prompts(["a smiling woman without glasses"] * 20, seed=0)
+    assert rows.shape == (20, 40) and set(rows.unique().tolist()) <= {-1.0, 1.0}, "completed: no blanks left"
+    for name, value in (("Smiling", 1), ("Male", -1), ("Eyeglasses", -1)):
+        assert (rows[:, ATTRIBUTES.index(name)] == value).all(), name
+    bank = {tuple(row) for row in (tiny_faces.train_attrs.float() * 2 - 1).tolist()}
+    assert all(tuple(row) in bank for row in rows.tolist()), "completions are real training faces' attributes"
+    assert len({tuple(row) for row in rows.tolist()}) > 1, "each sample gets its own completion"
+    assert torch.equal(rows, condition.from_prompts(["a smiling woman without glasses"] * 20, seed=0))
+    rare = condition.from_wanted([{"Bald": True, "Blond_Hair": True, "Male": False, "Wearing_Hat": True}], seed=1)[0]
+    assert rare[ATTRIBUTES.index("Bald")] == 1 and rare[ATTRIBUTES.index("Wearing_Hat")] == 1, \
+        "what was asked for is always in the condition, even when no training face has all of it"
+    with pytest.raises(CourseError, match="no attribute table"):
+        faces.AttributeCondition().from_prompts(["a man"])
+
+
+def test_clip_condition_is_centred_and_matches_prompt_encoding(tiny_faces, tiny_clip):
+    encoder, _ = tiny_clip
+    condition = faces.ClipCondition(encoder)
+    fn = condition.training_fn(tiny_faces, seed=0)
+    batch = (torch.zeros(5, 3, 32, 32), tiny_faces.train_attrs[:5].float(), torch.arange(5))
+    cond = fn(None, batch)
+    assert cond.shape == (5, encoder.dim) and condition.mean.shape == (encoder.dim,)
+    prompts = ["a smiling woman with blond hair", "a man wearing a hat"]
+    expected = (encoder.encode(prompts) - condition.mean) * math.sqrt(encoder.dim)
+    assert torch.allclose(condition.from_prompts(prompts), expected)
+    via_wanted = condition.from_wanted([parse_prompt(prompts[1])])
+    assert torch.allclose(via_wanted, condition.from_prompts([prompt_for(parse_prompt(prompts[1]))]))
+    restored = faces.ClipCondition(encoder, condition.state()["clip_mean"])
+    assert torch.allclose(restored.from_prompts(prompts), condition.from_prompts(prompts), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ train + load
+@pytest.mark.parametrize("model, condition", [("celeba-cvae", "attributes"), ("celeba-cvae", "clip"),
+                                              ("celeba-gan", "attributes")])
+def test_train_save_load_generate(tiny_cfg, tiny_faces, tiny_clip, tmp_path, model, condition):
+    encoder, clip_dir = tiny_clip
+    out = tmp_path / faces.run_name(model, condition)
+    trained = faces.train_faces(tiny_cfg, model, condition, out, data=tiny_faces, clip=encoder, clip_dir=clip_dir,
+                                progress=False)
+    assert (out / "checkpoint.json").exists() and (out / "training.gif").exists()
+    assert trained.train_seconds > 0 and trained.history[-1]["epoch"] == 1
+    images, wanted = trained("a smiling man with eyeglasses", n=3, seed=5)
+    assert images.shape == (3, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    assert wanted == {"Eyeglasses": True, "Male": True, "Smiling": True}
+    loaded = faces.PromptToFace.from_checkpoint(out, tiny_cfg)
+    assert loaded.name == trained.name and loaded.condition.name == condition
+    again, _ = loaded("a smiling man with eyeglasses", n=3, seed=5)
+    assert torch.allclose(again, images, atol=1e-5), "a loaded generator must draw the same faces for a seed"
+    other, _ = loaded("a smiling man with eyeglasses", n=3, seed=6)
+    assert not torch.allclose(other, images)
+    toggled = loaded.for_wanted({"Smiling": True, "Male": True, "Eyeglasses": True}, n=2, seed=5)
+    assert toggled.shape == (2, 3, 32, 32)
+    with pytest.raises(CourseError, match="no attribute chosen"):
+        loaded.for_wanted({}, n=2)
+    with pytest.raises(CourseError, match="names no face attribute"):
+        loaded("a purple giraffe")
+
+
+def test_clip_conditioned_model_refuses_a_changed_clip(tiny_cfg, tiny_faces, tiny_clip, tmp_path):
+    encoder, clip_dir = tiny_clip
+    import shutil
+
+    clip_copy = tmp_path / "clip"
+    shutil.copytree(clip_dir, clip_copy)
+    out = tmp_path / "gen"
+    faces.train_faces(tiny_cfg, "celeba-cvae", "clip", out, data=tiny_faces, clip=encoder, clip_dir=clip_copy,
+                      progress=False)
+    faces.PromptToFace.from_checkpoint(out, tiny_cfg)  # loads the recorded CLIP by itself
+    torch.manual_seed(1)
+    retrained = CLIPModel(encoder.model.config)
+    save_checkpoint(clip_copy, "clip", retrained, extra={"mode": "quick", "tokenizer": encoder.tokenizer.to_str()})
+    with pytest.raises(CourseError, match="changed since this generator was trained"):
+        faces.PromptToFace.from_checkpoint(out, tiny_cfg)
+    shutil.rmtree(clip_copy)
+    with pytest.raises(CourseError, match="which is gone"):
+        faces.PromptToFace.from_checkpoint(out, tiny_cfg)
+    with pytest.raises(CourseError, match="no checkpoint in"):
+        faces.PromptToFace.from_checkpoint(tmp_path / "nothing", tiny_cfg)
+    with pytest.raises(CourseError, match="unknown condition"):
+        faces.run_name("celeba-cvae", "pixels")
+
+
+def test_comparison_numbers_and_table(tiny_cfg, tiny_faces, tiny_clip, tmp_path):
+    encoder, clip_dir = tiny_clip
+    judge, accuracy = faces.train_face_judge(tiny_cfg, tmp_path / "judge", data=tiny_faces)
+    assert set(accuracy) == set(ATTRIBUTES)
+    again, same = faces.load_or_train_face_judge(tiny_cfg, tiny_faces, tmp_path / "judge")
+    assert same == pytest.approx(accuracy, nan_ok=True), "a saved judge is reused, not retrained"
+    generator = faces.train_faces(tiny_cfg, "celeba-cvae", "attributes", tmp_path / "cvae", data=tiny_faces,
+                                  progress=False)
+    everything = {name: 1.0 for name in ATTRIBUTES}  # pretend the judge is reliable on all attributes
+    row = faces.evaluate_faces(generator, judge, everything, encoder, tiny_faces, per_prompt=2, inception=False)
+    for key in ("prompted_accuracy", "grid_accuracy", "fid_clip", "kid_clip", "diversity", "within_prompt_diversity"):
+        assert math.isfinite(row[key]), key
+    assert 0 <= row["prompted_accuracy"] <= 1 and row["judged_pairs"] > 0 and row["fid_clip"] > 0
+    reference = faces.real_reference(judge, everything, encoder, tiny_faces)
+    assert reference["judged_pairs"] == row["judged_pairs"], "real and generated faces answer the same captions"
+    table = faces.comparison_table({"real": reference, "cvae": row})
+    assert table.splitlines()[0].startswith("| model | prompted attr. acc.") and "| real | " in table
+    assert "–" in table.splitlines()[2], "values a row lacks show as a dash"
+    nothing = faces.prompted_accuracy(judge, torch.zeros(2, 3, 32, 32), [{"Male": True}] * 2, judged=[])
+    assert math.isnan(nothing[0]) and nothing[1] == 0
+
+
+def test_prompted_accuracy_counts_only_judged_attributes():
+    judge = AttributeJudge(AttributeJudgeConfig(image_size=32, width=8))
+    torch.nn.init.zeros_(judge.head.weight)
+    with torch.no_grad():
+        judge.head.bias.copy_(torch.where(torch.arange(40) == ATTRIBUTES.index("Male"), 5.0, -5.0))
+    images = torch.zeros(2, 3, 32, 32)  # the judge says "male, nothing else" for every face
+    wanted = [{"Male": True, "Smiling": True}, {"Male": False, "Eyeglasses": False}]
+    assert faces.prompted_accuracy(judge, images, wanted, ["Male"]) == (0.5, 2)
+    assert faces.prompted_accuracy(judge, images, wanted, ATTRIBUTES) == (0.5, 4)
+    assert faces.prompted_accuracy(judge, images, wanted, ["Smiling", "Eyeglasses"]) == (0.5, 2)
+
+
+def test_figures_of_the_development_sample_stay_out_of_the_repo(quick_cfg, tiny_faces):
+    from dataclasses import replace
+
+    assert faces.figures_dir(quick_cfg, tiny_faces) == quick_cfg.figures_dir
+    local = replace(tiny_faces, source="local CelebA sample /data/celeba_5k_align_89x109.tar")
+    assert faces.figures_dir(quick_cfg, local) == quick_cfg.outputs_dir / "figures"
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def _cli(*args, env_extra=None):
+    env = {**os.environ, "COURSE_QUICK": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True, text=True, env=env, cwd=REPO)
+
+
+@pytest.mark.parametrize("prompt, pattern", [
+    ("", "the prompt is empty"),
+    ("a purple giraffe", "names no face attribute"),
+    ("a man who is a woman", "contradicts itself"),
+])
+def test_cli_refuses_bad_face_prompts_before_loading(tmp_path, prompt, pattern):
+    result = _cli("generate", "--model", "celeba-cvae", prompt, "--checkpoint", str(tmp_path / "none"),
+                  "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and pattern in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_cli_face_generation_needs_a_checkpoint(tmp_path):
+    result = _cli("generate", "--model", "celeba-gan", "a smiling man", "--checkpoint", str(tmp_path / "none"))
+    assert result.returncode == 2 and "python -m helpers train celeba-cvae" in result.stderr
+    result = _cli("generate", "--model", "celeba-cvae")
+    assert result.returncode == 2 and "needs a prompt" in result.stderr
+
+
+def test_cli_generates_faces_from_a_trained_checkpoint(tiny_cfg, tiny_faces, tmp_path):
+    out = tmp_path / "cvae"
+    faces.train_faces(tiny_cfg, "celeba-cvae", "attributes", out, data=tiny_faces, progress=False)
+    result = _cli("generate", "--model", "celeba-cvae", "a smiling man with eyeglasses", "--checkpoint", str(out),
+                  "--n", "4", "--out", str(tmp_path / "samples"))
+    assert result.returncode == 0, result.stderr
+    assert "Eyeglasses=yes" in result.stdout and "Male=yes" in result.stdout
+    written = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert len(written) == 5 and any(name.endswith("_grid.png") for name in written)
