@@ -222,13 +222,15 @@ def load_clip(cfg: CourseConfig, run_dir: str | Path | None = None) -> ClipTextE
 
 
 def load_or_train_clip(cfg: CourseConfig, run_dir: str | Path | None = None, progress: bool = False) -> ClipTextEncoder:
-    """The CLIP of notebook 03 if it was trained in this mode, else train it now (quick mode: about a minute)."""
+    """The CLIP of notebook 03 if it was trained in this mode on these faces, else train it now (quick mode:
+    about a minute)."""
     run_dir = Path(run_dir or cfg.run_dir("clip"))
     if has_checkpoint(run_dir):
-        checkpoint = read_checkpoint(run_dir, "clip")
-        if checkpoint.index["extra"].get("mode") == cfg.mode:
+        extra = read_checkpoint(run_dir, "clip").index["extra"]
+        if extra.get("mode") == cfg.mode and extra.get("data") == face_data(cfg).source:
             return ClipTextEncoder.from_checkpoint(run_dir, cfg.device)
-    print(f"no {cfg.mode}-mode CLIP in {run_dir}: training one (notebook 03 / `python -m helpers train clip`)")
+    print(f"no {cfg.mode}-mode CLIP trained on these faces in {run_dir}: training one "
+          f"(notebook 03 / `python -m helpers train clip`)")
     trainer = train_clip(cfg, run_dir, progress=progress)
     return ClipTextEncoder(trainer.model, trainer.tokenizer)
 

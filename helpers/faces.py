@@ -229,11 +229,14 @@ class PromptToFace:
         net = (FaceCVAE(FaceCVAEConfig(**checkpoint.index["config"])) if checkpoint.kind == "celeba-cvae"
                else FaceGAN(FaceGANConfig(**checkpoint.index["config"])))
         model = load_weights(net, checkpoint).to(cfg.device)
-        if extra.get("condition") == "clip":
-            clip = clip or _recorded_clip(extra, cfg)
-            condition = ClipCondition(clip, checkpoint.state["clip_mean"])
+        key = "clip_mean" if extra.get("condition") == "clip" else "attribute_bank"
+        if key not in checkpoint.state:
+            raise CourseError(f"{run_dir} lacks the condition's {key} (written by an older version); retrain it with "
+                              f"`python -m helpers train {checkpoint.kind} --out {run_dir}`")
+        if key == "clip_mean":
+            condition = ClipCondition(clip or _recorded_clip(extra, cfg), checkpoint.state[key])
         else:
-            condition = AttributeCondition(checkpoint.state["attribute_bank"])
+            condition = AttributeCondition(checkpoint.state[key])
         return cls(model, condition, run_name(checkpoint.kind, condition.name), extra.get("history", []))
 
 
