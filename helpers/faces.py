@@ -220,7 +220,7 @@ class PromptToFace:
         run_dir = Path(run_dir)
         if not has_checkpoint(run_dir):
             raise CourseError(f"no checkpoint in {run_dir}: train one first with "
-                              f"`python -m helpers train celeba-cvae` (or celeba-gan; add --condition clip)")
+                              f"`python -m helpers train celeba-cvae|celeba-gan [--condition clip] --out {run_dir}`")
         checkpoint = read_checkpoint(run_dir)
         if checkpoint.kind not in MODELS:
             raise CourseError(f"{run_dir} holds a '{checkpoint.kind}' checkpoint, not a face generator "
