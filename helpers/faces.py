@@ -253,7 +253,7 @@ def _recorded_clip(extra: dict, cfg: CourseConfig) -> ClipTextEncoder:
 
 
 # ------------------------------------------------------------------------------------------ training
-def _gif_render(condition, model_kind: str):
+def _gif_render(condition):
     prompts = [p for p in GRID_PROMPTS for _ in range(GIF_SEEDS)]  # prompt-major: one row per prompt
     cond = condition.from_prompts(prompts)
     labels = [p.replace("a ", "", 1) for p in GRID_PROMPTS]
@@ -300,7 +300,7 @@ def train_faces(cfg: CourseConfig, model: str = "celeba-cvae", condition: str = 
         net = FaceGAN(FaceGANConfig(image_size=data.image_size, cond_dim=cond.dim, noise_dim=recipe.latent_dim,
                                     width=recipe.width))
     gif_path = Path(gif_path) if gif_path else out / "training.gif"
-    callbacks = [WallClock(), GifFrames(_gif_render(cond, model), out / "frames", gif_path, every=recipe.gif_every)]
+    callbacks = [WallClock(), GifFrames(_gif_render(cond), out / "frames", gif_path, every=recipe.gif_every)]
     common = dict(epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, run_dir=out,
                   kind=model, condition_fn=condition_fn, callbacks=callbacks, progress=progress, resume=resume,
                   seed=cfg.seed, extra=extra, extra_tensors=cond.state())
@@ -326,8 +326,6 @@ def train_face_judge(cfg: CourseConfig, out: str | Path | None = None, *, epochs
     heldout = to_float(data.test_images), data.test_attrs
     seed_everything(cfg.seed)
     judge = AttributeJudge(AttributeJudgeConfig(image_size=data.image_size, width=recipe.width))
-    # The checkpoint written after the last epoch must hold the per-attribute accuracy: compute it as an
-    # epoch metric (cheap: one pass over the held-out faces) and keep the dict in the history record.
     judge, history, _ = train_attribute_judge(
         judge, data.train_set(), epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device,
         run_dir=out, kind=JUDGE, heldout=heldout, progress=progress, seed=cfg.seed,
