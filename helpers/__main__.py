@@ -1,11 +1,12 @@
 """Command line of the course: the same code the notebooks call, for headless runs, scripts and CI.
 
-    python -m helpers train vae|text-cvae|judge|clip|celeba-cvae|celeba-gan|face-judge [--quick] [--epochs N]
-                            [--out DIR] [--resume] [--condition attributes|clip]
+    python -m helpers train vae|text-cvae|judge|clip|celeba-cvae|celeba-gan|face-judge|cifar-ddpm|cifar-judge
+                            [--quick] [--epochs N] [--out DIR] [--resume] [--condition attributes|clip] [--image-size 32]
     python -m helpers generate "Print number 5" [--model text-cvae] [--checkpoint DIR] [--n 16] [--seed 0] [--out DIR]
     python -m helpers generate --model celeba-cvae "a smiling man with eyeglasses" [--condition clip]
+    python -m helpers generate --model cifar-ddpm "a photo of a cat" [--guidance 3] [--steps 50] [--sampler ddim|ddpm]
     python -m helpers reconstruct [--model vae] [--checkpoint DIR] [--n 8] [--out DIR]
-    python -m helpers evaluate [--model text-cvae|vae|clip|celeba-cvae|celeba-gan] [--checkpoint DIR]
+    python -m helpers evaluate [--model text-cvae|vae|clip|celeba-cvae|celeba-gan|cifar-ddpm] [--checkpoint DIR]
 
 Mistakes (empty prompt, missing checkpoint, no data offline ...) print one line on stderr and exit 2.
 """
@@ -17,8 +18,8 @@ import sys
 from pathlib import Path
 
 FACE_MODELS = ("celeba-cvae", "celeba-gan")
-TRAINABLE = ("vae", "text-cvae", "judge", "clip", *FACE_MODELS, "face-judge")
-GENERATORS = ("text-cvae", "vae", *FACE_MODELS)
+TRAINABLE = ("vae", "text-cvae", "judge", "clip", *FACE_MODELS, "face-judge", "cifar-ddpm", "cifar-judge")
+GENERATORS = ("text-cvae", "vae", *FACE_MODELS, "cifar-ddpm")
 EVALUABLE = (*GENERATORS, "clip")
 
 
@@ -69,6 +70,19 @@ def cmd_train(args) -> None:
                            gif_path=args.gif)
         print(f"trained {face.name} for {face.train_seconds:.0f} s; measure it with "
               f"`python -m helpers evaluate --model {args.model} --condition {args.condition}`")
+    elif args.model == "cifar-ddpm":
+        from helpers.cifar import train_cifar_ddpm
+
+        ddpm = train_cifar_ddpm(cfg, out, epochs=args.epochs, image_size=args.image_size, resume=args.resume,
+                                gif_path=args.gif)
+        print(f"trained {ddpm.parameters / 1e6:.1f}M-parameter UNet for {ddpm.train_seconds:.0f} s; draw with "
+              f"`python -m helpers generate --model cifar-ddpm \"a photo of a cat\"`, measure with "
+              f"`python -m helpers evaluate --model cifar-ddpm`")
+    elif args.model == "cifar-judge":
+        from helpers.cifar_judge import train_cifar_judge
+
+        _, accuracy = train_cifar_judge(cfg, out=out, epochs=args.epochs, progress=True)
+        print(f"judge accuracy on held-out CIFAR-10 images: {accuracy:.2%}")
     elif args.model == "face-judge":
         from helpers.faces import reliable, train_face_judge
 
@@ -81,7 +95,7 @@ def cmd_train(args) -> None:
         _, accuracy = train_judge(cfg, out, epochs=args.epochs, progress=True)
         print(f"judge accuracy on held-out digits: {accuracy:.2%}")
     print(f"checkpoint: {out / 'checkpoint.json'}")
-    if args.model not in ("judge", "clip", "face-judge"):
+    if args.model not in ("judge", "clip", "face-judge", "cifar-judge"):
         print(f"training GIF: {Path(args.gif) if args.gif else out / 'training.gif'}")
 
 
@@ -116,6 +130,21 @@ def cmd_generate(args) -> None:
         images, scale = (images + 1) / 2, 2
         stem = f"{face.name}_{_slug(args.prompt)}_seed{args.seed}"
         print(f"read {args.prompt!r} as: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in wanted.items()))
+    elif args.model == "cifar-ddpm":
+        from helpers.cifar import KIND, ClassToImage
+        from helpers.data.cifar10 import CIFAR10_CLASSES
+        from helpers.checkpoint import read_checkpoint
+
+        if args.prompt is None:
+            raise CourseError('cifar-ddpm needs a prompt naming a CIFAR-10 class, e.g. python -m helpers generate '
+                              '--model cifar-ddpm "a photo of a cat"')
+        read_checkpoint(checkpoint, KIND)  # fail on a missing checkpoint before loading the text encoder
+        ddpm = ClassToImage.from_checkpoint(checkpoint, cfg.device)
+        images, label = ddpm(args.prompt, n=args.n, guidance=args.guidance, steps=args.steps, sampler=args.sampler,
+                             seed=args.seed, progress=True)
+        images, scale = (images + 1) / 2, 4
+        stem = f"cifar_{CIFAR10_CLASSES[label]}_{args.sampler}{args.steps}_w{args.guidance:g}_seed{args.seed}"
+        print(f"read {args.prompt!r} as the class {CIFAR10_CLASSES[label]}")
     elif args.model == "text-cvae":
         from helpers.checkpoint import read_checkpoint
         from helpers.digits import TextToDigit, check_prompt_text
@@ -185,6 +214,30 @@ def cmd_evaluate(args) -> None:
         else:
             print(f"Inception FID (torchvision weights): {rows[face.name]['inception_fid']:.2f}")
         return
+    if args.model == "cifar-ddpm":
+        from helpers import cifar
+        from helpers.cifar_judge import load_or_train_cifar_judge
+
+        ddpm = cifar.ClassToImage.from_checkpoint(checkpoint, cfg.device)
+        data = cifar.cifar_data(cfg, ddpm.image_size)
+        if ddpm.extra.get("data") != data.source:
+            print(f"note: trained on {ddpm.extra.get('data')}, measured against {data.source}")
+        judge, judge_accuracy = load_or_train_cifar_judge(cfg, data)
+        print(f"judge accuracy on held-out real images: {judge_accuracy:.2%}")
+        real = cifar.real_reference(judge, data)
+        print(f"real images:  judged class accuracy {real['class_accuracy']:.2%}, FID (judge features) "
+              f"{real['fid_own']:.2f}")
+        result = cifar.evaluate_ddpm(ddpm, judge, data, guidance=args.guidance, steps=args.steps,
+                                     sampler=args.sampler, seed=args.seed, inception=True)
+        print(f"{result['sampler']}, guidance {result['guidance']:g}, {result['n']} samples: judged class accuracy "
+              f"{result['class_accuracy']:.2%}, FID (judge features) {result['fid_own']:.2f}, "
+              f"KID {result['kid_own']:.4f}, {result['ms_per_image']:.0f} ms/image")
+        print("per class: " + " ".join(f"{c}:{v:.0%}" for c, v in result["per_class"].items()))
+        if result.get("fid_inception") is None:
+            print(f"Inception FID skipped: {result.get('fid_inception_skipped')}")
+        else:
+            print(f"Inception FID: {result['fid_inception']:.2f}")
+        return
     if args.model == "clip":
         from helpers.clip import evaluate_clip, face_data, load_clip
 
@@ -227,9 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gif", help="where to write the training GIF (default: <out>/training.gif)")
     train.add_argument("--condition", choices=("attributes", "clip"), default="attributes",
                        help="celeba-cvae/celeba-gan: condition on the 40 attributes or on our CLIP's text embedding")
+    train.add_argument("--image-size", type=int, default=32, choices=(32, 64),
+                       help="cifar-ddpm: train at 32x32 (CIFAR's size) or on images upscaled to 64x64")
     train.set_defaults(func=cmd_train)
 
-    generate = sub.add_parser("generate", help="generate digits or faces from a prompt")
+    generate = sub.add_parser("generate", help="generate digits, faces or CIFAR-10 images from a prompt")
     generate.add_argument("prompt", nargs="?", help='e.g. "Print number 5" or "a smiling man with eyeglasses" '
                                                     '(omit for --model vae)')
     generate.add_argument("--model", choices=GENERATORS, default="text-cvae")
@@ -251,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     for command in (generate, evaluate):
+        command.add_argument("--guidance", type=float, default=3.0,
+                             help="cifar-ddpm: classifier-free guidance scale (0 unconditional, 1 none, 3 default)")
+        command.add_argument("--steps", type=int, default=50, help="cifar-ddpm: sampling steps (50 DDIM; 1000 DDPM)")
+        command.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="cifar-ddpm: sampler")
         command.add_argument("--condition", choices=("attributes", "clip"), default="attributes",
                              help="which celeba-cvae/celeba-gan run: attribute- or CLIP-conditioned")
     for command in (train, generate, reconstruct, evaluate):

@@ -4,7 +4,7 @@
 
 The loop itself only moves batches, computes the loss the model's `loss_fn` returns, refuses to continue
 on a NaN/inf loss, and keeps per-epoch averages in `history`. Progress bars, KL annealing, held-out
-evaluation, GIF frames and checkpoints/resume are callbacks, so notebooks 01-02 and the CLI share it.
+evaluation, GIF frames, the EMA of the weights and checkpoints/resume are callbacks, so notebooks 01-02 and the CLI share it.
 """
 from __future__ import annotations
 
@@ -204,6 +204,8 @@ class Evaluate(Callback):
 class GifFrames(Callback):
     """Render a fixed grid (same prompts, same seeds) each `every` epochs; write all frames as a GIF at the end.
 
+    With an `EMA` callback the averaged weights render the frames (they are the ones that sample).
+
     Frames are PNG files in `frames_dir`, so a resumed run continues the same animation.
     """
 
@@ -221,8 +223,9 @@ class GifFrames(Callback):
             shutil.rmtree(self.frames_dir)  # a fresh run starts a fresh animation; a resumed one continues it
         if (trainer.epoch + 1) % self.every and trainer.epoch + 1 != trainer.epochs:
             return
-        trainer.model.eval()
-        grid = self.render_fn(trainer.model)
+        model = getattr(trainer, "ema_model", trainer.model)  # the weights that sample, when an EMA is kept
+        model.eval()
+        grid = self.render_fn(model)
         save_image(titled(grid, f"epoch {trainer.epoch + 1}"), self.frames_dir / f"epoch_{trainer.epoch + 1:04d}.png")
 
     def after_fit(self, trainer: Trainer) -> None:
@@ -231,6 +234,49 @@ class GifFrames(Callback):
         frames = sorted(self.frames_dir.glob("epoch_*.png")) if self.frames_dir.exists() else []
         if self.gif_path and frames:
             write_gif(frames, self.gif_path, fps=self.fps)
+
+
+class EMA(Callback):
+    """Keep an exponential moving average of the weights: `trainer.ema_model`, the model that samples.
+
+    ema <- decay * ema + (1 - decay) * weights after every step, with the decay warmed up as
+    min(decay, (1 + step) / (10 + step)) so the average does not remember the random initialisation for
+    thousands of steps. Diffusion samples from the averaged weights are markedly smoother than from the
+    raw ones. The average is saved with the resume state (`ema.*` tensors) and restored on resume.
+    """
+
+    order = -5  # before Checkpointing restores into it, and updated before any evaluation reads it
+
+    def __init__(self, decay: float = 0.999):
+        if not 0.0 <= decay < 1.0:
+            raise CourseError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay = decay
+
+    def before_fit(self, trainer: Trainer) -> None:
+        import copy
+
+        trainer.ema_model = copy.deepcopy(trainer.model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def after_batch(self, trainer: Trainer) -> None:
+        decay = min(self.decay, (1 + trainer.step) / (10 + trainer.step))
+        ema_state, state = trainer.ema_model.state_dict(), trainer.model.state_dict()
+        for name, value in state.items():
+            if value.dtype.is_floating_point:
+                ema_state[name].lerp_(value, 1 - decay)
+            else:
+                ema_state[name].copy_(value)
+
+    def state_tensors(self, trainer: Trainer) -> dict[str, torch.Tensor]:
+        return {f"ema.{k}": v for k, v in trainer.ema_model.state_dict().items()}
+
+    def load_state_tensors(self, trainer: Trainer, tensors: dict[str, torch.Tensor]) -> None:
+        trainer.ema_model.load_state_dict(ema_weights(tensors))
+
+
+def ema_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The EMA weights stored in a checkpoint's resume state (empty dict if it has none)."""
+    return {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
 
 
 class Checkpointing(Callback):
@@ -259,12 +305,19 @@ class Checkpointing(Callback):
         trainer.start_epoch = trainer.epoch = checkpoint.index["epoch"]
         trainer.step = checkpoint.index["step"]
         trainer.history = list(checkpoint.index["extra"].get("history", []))
+        for callback in trainer.callbacks:  # callbacks with state of their own (e.g. EMA) take it back
+            if hasattr(callback, "load_state_tensors"):
+                callback.load_state_tensors(trainer, checkpoint.state)
         checkpoint.restore_rng()
         if trainer.start_epoch >= trainer.epochs:
             print(f"{self.run_dir} already holds {trainer.start_epoch} epochs; nothing to resume (raise --epochs)")
 
     def after_epoch(self, trainer: Trainer) -> None:
         extra = {**self.extra, "history": trainer.history, "epochs_planned": trainer.epochs}
+        tensors = dict(self.extra_tensors or {})
+        for callback in trainer.callbacks:
+            if hasattr(callback, "state_tensors"):
+                tensors.update(callback.state_tensors(trainer))
         save_checkpoint(self.run_dir, self.kind, trainer.model, epoch=trainer.epoch + 1, step=trainer.step,
-                        optimizer=trainer.optimizer, extra=extra, extra_tensors=self.extra_tensors)
+                        optimizer=trainer.optimizer, extra=extra, extra_tensors=tensors)
 

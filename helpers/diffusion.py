@@ -1,0 +1,178 @@
+"""Denoising diffusion from the equations: noise schedules, the forward process, DDPM and DDIM steps, guidance.
+
+Notation (Ho et al. 2020; Song et al. 2021), with t = 0 .. T-1 and images scaled to [-1, 1]:
+
+    beta_t                     variance of the noise added at step t (the *schedule*: linear or cosine)
+    alpha_t = 1 - beta_t,      abar_t = alpha_0 * alpha_1 * ... * alpha_t
+    forward  q(x_t | x_0)    = N( sqrt(abar_t) x_0 , (1 - abar_t) I )       -> `NoiseSchedule.add_noise`
+    training                   || eps - eps_theta(x_t, t) ||^2  with t ~ U{0..T-1}, eps ~ N(0, I)
+    x_0 from eps               x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)
+    DDPM step  t -> s (< t)    x_s = c0 x0_hat + ct x_t + sigma z,  posterior q(x_s | x_t, x0_hat)
+    DDIM step  t -> s          x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z,
+                               sigma = eta * sqrt((1 - abar_s)/(1 - abar_t) * (1 - abar_t/abar_s));  eta = 0: deterministic
+
+This module knows nothing of networks: a sampler receives `eps_fn(x_t, t) -> eps_hat`. Classifier-free
+guidance is such a function too (`guided`): eps_u + w (eps_c - eps_u), both halves in one batched call.
+Our steps match diffusers' DDPMScheduler / DDIMScheduler (tests/test_diffusion.py checks it number for number).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from helpers.errors import CourseError
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SCHEDULES = ("linear", "cosine")
+SAMPLERS = ("ddpm", "ddim")
+
+
+def linear_betas(steps: int, start: float = 1e-4, end: float = 0.02) -> torch.Tensor:
+    """Ho et al.'s schedule, rescaled so that any number of steps destroys the image as much as 1,000 do."""
+    scale = 1000 / steps
+    return torch.linspace(start * scale, end * scale, steps, dtype=torch.float64)
+
+
+def cosine_betas(steps: int, offset: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal's schedule: abar_t follows cos^2, so noise is added evenly in signal-to-noise terms
+    (the linear schedule wipes out most of a small image well before the last step)."""
+    def abar(u: float) -> float:
+        return math.cos((u + offset) / (1 + offset) * math.pi / 2) ** 2
+
+    return torch.tensor([min(1 - abar((i + 1) / steps) / abar(i / steps), max_beta) for i in range(steps)],
+                        dtype=torch.float64)
+
+
+@dataclass
+class NoiseSchedule:
+    """The fixed numbers of a diffusion process (no learnt parameters). Kept in float64, used in the images' dtype."""
+
+    steps: int = 1000
+    kind: str = "linear"
+
+    def __post_init__(self):
+        if self.kind not in SCHEDULES:
+            raise CourseError(f"unknown noise schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.steps < 2:
+            raise CourseError(f"a diffusion needs at least 2 steps, got {self.steps}")
+        self.betas = linear_betas(self.steps) if self.kind == "linear" else cosine_betas(self.steps)
+        self.alphas_cumprod = torch.cumprod(1 - self.betas, dim=0)
+
+    def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """abar_t for a batch of steps (B,), shaped to broadcast against `like` (B, C, H, W); any t < 0 gives 1
+        (the clean image: where the last step of a sampler lands)."""
+        table = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod]).to(like.device)
+        return table[(t.to(like.device).long() + 1).clamp(min=0)].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Sample q(x_t | x_0) in one go: sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
+        abar = self.abar(t, x0)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def predict_x0(self, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, clip: bool = True) -> torch.Tensor:
+        abar = self.abar(t, x_t)
+        x0 = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+        return x0.clamp(-1, 1) if clip else x0
+
+    def timesteps(self, count: int) -> list[int]:
+        """`count` steps from noisy to clean, evenly spaced ("leading" spacing: 980, 960, ..., 0 for 50 of 1000)."""
+        if not 1 <= count <= self.steps:
+            raise CourseError(f"steps must be between 1 and {self.steps}, got {count}")
+        stride = self.steps // count
+        return [i * stride for i in reversed(range(count))]
+
+
+def training_loss(schedule: NoiseSchedule, eps_fn: EpsFn, x0: torch.Tensor,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """The simplified DDPM objective: pick a random step per image, add that much noise, predict the noise."""
+    t = torch.randint(0, schedule.steps, (x0.shape[0],), device=x0.device, generator=generator)
+    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    return F.mse_loss(eps_fn(schedule.add_noise(x0, noise, t), t), noise)
+
+
+def ddpm_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, x_t: torch.Tensor, prev_t: int | None = None,
+              noise: torch.Tensor | None = None, clip: bool = True) -> torch.Tensor:
+    """One ancestral step x_t -> x_prev of the reverse process (prev_t defaults to t - 1).
+
+    The mean is the Gaussian posterior q(x_prev | x_t, x0_hat); its variance is the posterior's
+    ("fixed small"), and no noise is added on the last step.
+    """
+    prev_t = t - 1 if prev_t is None else prev_t
+    steps = torch.tensor([t]), torch.tensor([prev_t])
+    abar_t, abar_prev = schedule.abar(steps[0], x_t), schedule.abar(steps[1], x_t)
+    alpha = abar_t / abar_prev  # alpha of the whole jump t -> prev
+    x0 = schedule.predict_x0(x_t, eps, steps[0], clip)
+    mean = (abar_prev.sqrt() * (1 - alpha) * x0 + alpha.sqrt() * (1 - abar_prev) * x_t) / (1 - abar_t)
+    if prev_t < 0:
+        return mean
+    variance = ((1 - abar_prev) / (1 - abar_t) * (1 - alpha)).clamp(min=1e-20)
+    noise = torch.randn_like(x_t) if noise is None else noise
+    return mean + variance.sqrt() * noise
+
+
+def ddim_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, x_t: torch.Tensor, prev_t: int,
+              eta: float = 0.0, noise: torch.Tensor | None = None, clip: bool = True) -> torch.Tensor:
+    """One DDIM step x_t -> x_prev: jump to x0_hat, then walk back out along the predicted noise direction."""
+    steps = torch.tensor([t]), torch.tensor([prev_t])
+    abar_t, abar_prev = schedule.abar(steps[0], x_t), schedule.abar(steps[1], x_t)
+    x0 = schedule.predict_x0(x_t, eps, steps[0], clip)
+    sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).sqrt()
+    x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma ** 2).sqrt() * eps
+    if eta > 0:
+        noise = torch.randn_like(x_t) if noise is None else noise
+        x_prev = x_prev + sigma * noise
+    return x_prev
+
+
+def guided(eps_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], condition: torch.Tensor,
+           null_condition: torch.Tensor, scale: float) -> EpsFn:
+    """Classifier-free guidance: eps_u + scale * (eps_c - eps_u). scale 1 = plain conditional model, 0 = unconditional.
+
+    `eps_fn(x, t, condition)` is the network; the conditional and unconditional halves run as one batch of 2B.
+    """
+    if scale == 1.0:
+        return lambda x, t: eps_fn(x, t, condition)
+
+    def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        both = eps_fn(torch.cat([x, x]), torch.cat([t, t]), torch.cat([condition, null_condition]))
+        conditional, unconditional = both.chunk(2)
+        return unconditional + scale * (conditional - unconditional)
+
+    return eps
+
+
+@torch.no_grad()
+def sample(eps_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, sampler: str = "ddim", steps: int = 50,
+           eta: float = 0.0, clip: bool = True, generator: torch.Generator | None = None,
+           device: torch.device | str = "cpu", progress: bool = False,
+           keep: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """Run the reverse process from pure noise to images with `steps` network calls.
+
+    Noise is drawn on the CPU from `generator`, so the same seed gives the same images on every device.
+    `keep(i, x)` is called after every step (to record a denoising animation).
+    """
+    if sampler not in SAMPLERS:
+        raise CourseError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    times = schedule.timesteps(steps)
+    x = torch.randn(shape, generator=generator).to(device)
+    iterator = times
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(times, desc=f"{sampler}-{steps}", leave=False, mininterval=0.5)
+    stride = schedule.steps // steps
+    for i, t in enumerate(iterator):
+        eps = eps_fn(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
+        prev_t = t - stride
+        wants_noise = (sampler == "ddpm" and prev_t >= 0) or (sampler == "ddim" and eta > 0)
+        noise = torch.randn(shape, generator=generator).to(device) if wants_noise else None
+        if sampler == "ddpm":
+            x = ddpm_step(schedule, eps, t, x, prev_t, noise=noise, clip=clip)
+        else:
+            x = ddim_step(schedule, eps, t, x, prev_t, eta=eta, noise=noise, clip=clip)
+        if keep is not None:
+            keep(i, x)
+    return x
