@@ -32,7 +32,7 @@ class UNetConfig:
     width: int = 64  # channels of the first level; level i has width * mults[i]
     mults: tuple[int, ...] = (1, 2, 2)
     blocks: int = 2  # residual blocks per level on the way down (one more on the way up)
-    attention_levels: tuple[int, ...] = (2,)  # which levels (0 = full resolution) get self-attention
+    attention_levels: tuple[int, ...] | None = None  # levels (0 = full resolution) with attention; None = lowest
     head_dim: int = 32
     num_classes: int = 0  # 0 = no class conditioning
     context_dim: int = 0  # 0 = no text cross-attention
@@ -40,7 +40,10 @@ class UNetConfig:
     groups: int = 8
 
     def __post_init__(self):
-        self.mults, self.attention_levels = tuple(self.mults), tuple(self.attention_levels)
+        self.mults = tuple(self.mults)
+        if self.attention_levels is None:
+            self.attention_levels = (len(self.mults) - 1,)
+        self.attention_levels = tuple(self.attention_levels)
         bad = [level for level in self.attention_levels if not 0 <= level < len(self.mults)]
         if bad:
             raise CourseError(f"attention_levels {bad} do not exist; this UNet has levels 0..{len(self.mults) - 1}")
