@@ -87,9 +87,21 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "quick": Recipe(epochs=2, batch_size=64, lr=2e-3, width=16, latent_dim=0),
         "full": Recipe(epochs=5, batch_size=128, lr=1e-3, width=32, latent_dim=0),
     },
+    # CIFAR-10 class judge (notebook 06): quick = 1,000 images per class, 3 epochs, ~15 s on 2 CPU cores;
+    # full = the whole training set, 30 epochs with a cosine schedule, >= 85% test accuracy (minutes on a GPU).
+    "cifar-judge": {
+        "quick": Recipe(epochs=3, batch_size=128, lr=3e-3, width=16, latent_dim=0),
+        "full": Recipe(epochs=30, batch_size=256, lr=2e-3, width=64, latent_dim=0),
+    },
     "judge": {
         "quick": Recipe(epochs=12, batch_size=64, lr=2e-3, width=32, latent_dim=0),
         "full": Recipe(epochs=4, batch_size=128, lr=2e-3, width=32, latent_dim=0),
+    },
+    # Notebook 06: the class-conditional DDPM (width = channels of the UNet's first level; the rest of its
+    # settings are helpers.cifar.SETTINGS). Full: ~36M parameters, about an hour on one modern GPU.
+    "cifar-ddpm": {
+        "quick": Recipe(epochs=3, batch_size=32, lr=1e-3, width=32, latent_dim=0),
+        "full": Recipe(epochs=100, batch_size=128, lr=2e-4, width=128, latent_dim=0, gif_every=5),
     },
 }
 
@@ -118,6 +130,12 @@ class CourseConfig:
             raise KeyError(f"no recipe for {model!r}; known: {', '.join(RECIPES)}")
         base = RECIPES[model][self.mode]
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def figures_for(self, source: str) -> Path:
+        """Where figures made from data of `source` go: figures/ (committed) for procedural or downloaded data;
+        outputs/figures/ for the development samples in COURSE_DATA ("local..." sources), whose images and
+        anything made from them stay out of the repository."""
+        return self.outputs_dir / "figures" if source.startswith("local") else self.figures_dir
 
     def run_dir(self, model: str) -> Path:
         """Default checkpoint folder of a model, e.g. runs/text-cvae (its config.json records the mode)."""

@@ -60,9 +60,8 @@ def run_name(model: str, condition: str = "attributes") -> str:
 
 
 def figures_dir(cfg: CourseConfig, data: FaceSplits) -> Path:
-    """Where figures of this data go: figures/ for the procedural or downloaded faces; outputs/figures/ for
-    the development sample in COURSE_DATA, whose images (and anything made from them) stay out of the repo."""
-    return cfg.outputs_dir / "figures" if data.source.startswith("local") else cfg.figures_dir
+    """Where figures of this data go (see CourseConfig.figures_for): never the repo for COURSE_DATA's sample."""
+    return cfg.figures_for(data.source)
 
 
 # ------------------------------------------------------------------------------------------ prompts

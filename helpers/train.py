@@ -56,6 +56,7 @@ class Trainer:
         self.epoch, self.step, self.start_epoch = 0, 0, 0
         self.history: list[dict[str, float]] = []
         self.kl_weight = 1.0
+        self.stop_training = False  # a callback sets it (e.g. TimeBudget) to end the run after the current batch
         self.batch_logs: dict[str, float] = {}
         self.amp_dtype = None
         if self.device.type == "cuda":  # mixed precision only on CUDA: bf16/fp16 on CPU is many times slower
@@ -93,8 +94,12 @@ class Trainer:
                     self._one_step(sums)
                     batches += 1
                     self._call("after_batch")
+                    if self.stop_training:
+                        break
                 self.history.append({"epoch": self.epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}})
                 self._call("after_epoch")
+                if self.stop_training:
+                    break
         finally:
             self._call("after_fit")
         return self.history
@@ -185,6 +190,21 @@ class WallClock(Callback):
     def after_epoch(self, trainer: Trainer) -> None:
         before = trainer.history[-2].get("train_seconds", 0.0) if len(trainer.history) > 1 else 0.0
         trainer.history[-1]["train_seconds"] = round(before + time.perf_counter() - self.start, 2)
+
+
+class TimeBudget(Callback):
+    """Stop training once `seconds` of wall-clock have passed (checked after every batch): to compare models
+    by what they learn in the same time rather than in the same number of steps (benchmarks/bench_ddpm.py)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def before_fit(self, trainer: Trainer) -> None:
+        self.start = time.perf_counter()
+
+    def after_batch(self, trainer: Trainer) -> None:
+        if time.perf_counter() - self.start >= self.seconds:
+            trainer.stop_training = True
 
 
 class Evaluate(Callback):

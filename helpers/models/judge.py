@@ -36,3 +36,70 @@ class DigitJudge(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_image_size(images, 1, self.config.image_size)
         return self.head(self.features(images))  # (B, num_classes) logits
+
+
+# ---------------------------------------------------------------------------------------------- CIFAR-10
+@dataclass
+class CifarJudgeConfig:
+    """A small ResNet for 32x32 (or larger) colour images: a stem, then three stages of residual blocks,
+    each halving the resolution and doubling the channels (width, 2*width, 4*width)."""
+
+    width: int = 32
+    num_classes: int = 10
+    image_size: int = 32
+    blocks: int = 1  # residual blocks per stage
+    dropout: float = 0.0  # before the last layer
+
+    @property
+    def feature_dim(self) -> int:
+        return 4 * self.width
+
+
+class ResidualBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN plus a shortcut: the block only has to learn a correction to its input, which is
+    what lets gradients reach the first layers. A 1x1 conv shortcut when the shape changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),  # BN adds the bias
+            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class CifarJudge(nn.Module):
+    """Classifies (B, 3, S, S) images in [-1, 1] into `num_classes`; `features` is the pooled penultimate
+    layer (B, 4*width), the representation FID/KID compare when no Inception network is at hand.
+
+    The stem halves images larger than 32 pixels first, so 64x64 costs about as much as 32x32; the adaptive
+    average pool at the end makes any size work."""
+
+    def __init__(self, config: CifarJudgeConfig):
+        super().__init__()
+        self.config = config
+        w, stem_stride = config.width, 2 if config.image_size >= 64 else 1
+        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, stride=stem_stride, padding=1, bias=False),
+                                  nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+        stages, channels = [], w
+        for out_channels in (w, 2 * w, 4 * w):  # 32 -> 16 -> 8 -> 4 pixels across
+            for index in range(config.blocks):
+                stages.append(ResidualBlock(channels, out_channels, stride=2 if index == 0 else 1))
+                channels = out_channels
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(channels, config.num_classes))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        check_image_size(images, 3, self.config.image_size)
+        return self.pool(self.stages(self.stem(images)))  # (B, 4 * width)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))  # (B, num_classes) logits

@@ -31,7 +31,8 @@ class UNetConfig:
     out_channels: int = 3
     width: int = 64  # channels of the first level; level i has width * mults[i]
     mults: tuple[int, ...] = (1, 2, 2)
-    blocks: int = 2  # residual blocks per level on the way down (one more on the way up)
+    blocks: int | tuple[int, ...] = 2  # residual blocks per level on the way down (one more on the way up);
+    # a tuple gives each level its own count: fewer at full resolution, where every block costs the most
     attention_levels: tuple[int, ...] | None = None  # levels (0 = full resolution) with attention; None = lowest
     head_dim: int = 32
     num_classes: int = 0  # 0 = no class conditioning
@@ -41,6 +42,11 @@ class UNetConfig:
 
     def __post_init__(self):
         self.mults = tuple(self.mults)
+        if isinstance(self.blocks, int):
+            self.blocks = (self.blocks,) * len(self.mults)
+        self.blocks = tuple(self.blocks)
+        if len(self.blocks) != len(self.mults) or min(self.blocks) < 1:
+            raise CourseError(f"blocks {self.blocks} must be one count >= 1 per level ({len(self.mults)} levels)")
         if self.attention_levels is None:
             self.attention_levels = (len(self.mults) - 1,)
         self.attention_levels = tuple(self.attention_levels)
@@ -135,10 +141,11 @@ class UNet(nn.Module):
         skips, channels = [w], w
         for i, mult in enumerate(config.mults):
             out = w * mult
-            level = Level([channels] + [out] * (config.blocks - 1), out, config, emb_dim, i in config.attention_levels)
+            blocks = config.blocks[i]
+            level = Level([channels] + [out] * (blocks - 1), out, config, emb_dim, i in config.attention_levels)
             self.down.append(level)
             channels = out
-            skips += [out] * config.blocks
+            skips += [out] * blocks
             if i < levels - 1:
                 self.downsample.append(nn.Conv2d(channels, channels, 3, stride=2, padding=1))
                 skips.append(channels)
@@ -148,7 +155,7 @@ class UNet(nn.Module):
         for i, mult in reversed(list(enumerate(config.mults))):
             out = w * mult
             inputs = []
-            for _ in range(config.blocks + 1):
+            for _ in range(config.blocks[i] + 1):
                 inputs.append(channels + skips.pop())
                 channels = out
             self.up.append(Level(inputs, out, config, emb_dim, i in config.attention_levels))
