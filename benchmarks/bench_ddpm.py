@@ -156,7 +156,8 @@ def main() -> None:
     print(f"DDPM-1000 takes {sampling['time_ratio_ddpm1000_over_ddim50']}x as long as DDIM-50")
     sweep = {}
     for scale in (0.0, 1.0, 3.0, 5.0):
-        quality = cifar.evaluate_ddpm(ddpm, judge, data, per_class=20, guidance=scale, steps=50, seed=3)
+        quality = cifar.evaluate_ddpm(ddpm, judge, data, per_class=max(1, args.per_class // 2), guidance=scale,
+                                      steps=50, seed=3)
         sweep[str(scale)] = {"class_accuracy": quality["class_accuracy"], "fid_own": quality["fid_own"]}
         print(f"guidance {scale:g}: judged class accuracy {quality['class_accuracy']:.2%}, FID {quality['fid_own']:.2f}")
     results["guidance_sweep"] = sweep

@@ -100,7 +100,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     # Notebook 06: the class-conditional DDPM (width = channels of the UNet's first level; the rest of its
     # settings are helpers.cifar.SETTINGS). Full: ~36M parameters, about an hour on one modern GPU.
     "cifar-ddpm": {
-        "quick": Recipe(epochs=3, batch_size=32, lr=1e-3, width=32, latent_dim=0),
+        "quick": Recipe(epochs=2, batch_size=32, lr=1e-3, width=32, latent_dim=0),
         "full": Recipe(epochs=100, batch_size=128, lr=2e-4, width=128, latent_dim=0, gif_every=5),
     },
 }
