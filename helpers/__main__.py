@@ -1,12 +1,13 @@
 """Command line of the course: the same code the notebooks call, for headless runs, scripts and CI.
 
-    python -m helpers train vae|text-cvae|judge|clip|celeba-cvae|celeba-gan|face-judge|cifar-ddpm|cifar-judge
+    python -m helpers train vae|text-cvae|judge|clip|celeba-cvae|celeba-gan|face-judge|ldm-autoencoder|ldm|cifar-ddpm|cifar-judge
                             [--quick] [--epochs N] [--out DIR] [--resume] [--condition attributes|clip] [--image-size 32]
     python -m helpers generate "Print number 5" [--model text-cvae] [--checkpoint DIR] [--n 16] [--seed 0] [--out DIR]
     python -m helpers generate --model celeba-cvae "a smiling man with eyeglasses" [--condition clip]
+    python -m helpers generate --model ldm "a smiling woman" [--guidance 3] [--steps 50] [--sampler ddim|ddpm]
     python -m helpers generate --model cifar-ddpm "a photo of a cat" [--guidance 3] [--steps 50] [--sampler ddim|ddpm]
-    python -m helpers reconstruct [--model vae] [--checkpoint DIR] [--n 8] [--out DIR]
-    python -m helpers evaluate [--model text-cvae|vae|clip|celeba-cvae|celeba-gan|cifar-ddpm] [--checkpoint DIR]
+    python -m helpers reconstruct [--model vae|ldm-autoencoder] [--checkpoint DIR] [--n 8] [--out DIR]
+    python -m helpers evaluate [--model text-cvae|vae|clip|celeba-cvae|celeba-gan|ldm|cifar-ddpm] [--checkpoint DIR]
 
 Mistakes (empty prompt, missing checkpoint, no data offline ...) print one line on stderr and exit 2.
 """
@@ -18,8 +19,9 @@ import sys
 from pathlib import Path
 
 FACE_MODELS = ("celeba-cvae", "celeba-gan")
-TRAINABLE = ("vae", "text-cvae", "judge", "clip", *FACE_MODELS, "face-judge", "cifar-ddpm", "cifar-judge")
-GENERATORS = ("text-cvae", "vae", *FACE_MODELS, "cifar-ddpm")
+TRAINABLE = ("vae", "text-cvae", "judge", "clip", *FACE_MODELS, "face-judge", "ldm-autoencoder", "ldm", "cifar-ddpm",
+             "cifar-judge")
+GENERATORS = ("text-cvae", "vae", *FACE_MODELS, "ldm", "cifar-ddpm")
 EVALUABLE = (*GENERATORS, "clip")
 
 
@@ -70,6 +72,20 @@ def cmd_train(args) -> None:
                            gif_path=args.gif)
         print(f"trained {face.name} for {face.train_seconds:.0f} s; measure it with "
               f"`python -m helpers evaluate --model {args.model} --condition {args.condition}`")
+    elif args.model == "ldm-autoencoder":
+        from helpers.ldm import train_autoencoder
+
+        _, history = train_autoencoder(cfg, out, epochs=args.epochs, resume=args.resume)
+        if history:
+            print(f"held-out reconstruction PSNR: {history[-1]['heldout_psnr']:.2f} dB; "
+                  f"next: `python -m helpers train ldm`")
+    elif args.model == "ldm":
+        from helpers.ldm import train_ldm
+
+        ldm = train_ldm(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif)
+        print(f"trained {ldm.parameters / 1e6:.1f}M-parameter latent UNet for {ldm.train_seconds:.0f} s; draw with "
+              f"`python -m helpers generate --model ldm \"a smiling woman\"`, measure with "
+              f"`python -m helpers evaluate --model ldm`")
     elif args.model == "cifar-ddpm":
         from helpers.cifar import train_cifar_ddpm
 
@@ -95,7 +111,7 @@ def cmd_train(args) -> None:
         _, accuracy = train_judge(cfg, out, epochs=args.epochs, progress=True)
         print(f"judge accuracy on held-out digits: {accuracy:.2%}")
     print(f"checkpoint: {out / 'checkpoint.json'}")
-    if args.model not in ("judge", "clip", "face-judge", "cifar-judge"):
+    if args.model not in ("judge", "clip", "face-judge", "cifar-judge", "ldm-autoencoder"):
         print(f"training GIF: {Path(args.gif) if args.gif else out / 'training.gif'}")
 
 
@@ -130,6 +146,19 @@ def cmd_generate(args) -> None:
         images, scale = (images + 1) / 2, 2
         stem = f"{face.name}_{_slug(args.prompt)}_seed{args.seed}"
         print(f"read {args.prompt!r} as: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in wanted.items()))
+    elif args.model == "ldm":
+        from helpers.checkpoint import read_checkpoint
+        from helpers.ldm import KIND, TextToFace
+
+        if args.prompt is None or not args.prompt.strip():
+            raise CourseError('ldm needs a prompt describing a face, e.g. python -m helpers generate --model ldm '
+                              '"a smiling woman with blond hair"')
+        read_checkpoint(checkpoint, KIND)  # fail on a missing checkpoint before loading anything else
+        ldm = TextToFace.from_checkpoint(checkpoint, cfg)
+        images = ldm(args.prompt, n=args.n, guidance=args.guidance, steps=args.steps, sampler=args.sampler,
+                     seed=args.seed, progress=True)
+        images, scale = (images + 1) / 2, 2
+        stem = f"ldm_{_slug(args.prompt)}_{args.sampler}{args.steps}_w{args.guidance:g}_seed{args.seed}"
     elif args.model == "cifar-ddpm":
         from helpers.cifar import KIND, ClassToImage
         from helpers.data.cifar10 import CIFAR10_CLASSES
@@ -178,6 +207,17 @@ def cmd_reconstruct(args) -> None:
     from helpers.viz import image_grid, save_image
 
     cfg = _config(args)
+    if args.model == "ldm-autoencoder":
+        from helpers.clip import face_data
+        from helpers.ldm import load_autoencoder, reconstruction_grid, reconstruction_psnr
+
+        autoencoder = load_autoencoder(Path(args.checkpoint) if args.checkpoint else cfg.run_dir(args.model), cfg.device)
+        faces = face_data(cfg)
+        path = save_image(reconstruction_grid(autoencoder, faces.test_images[: args.n]),
+                          Path(args.out or cfg.outputs_dir) / "ldm_autoencoder_reconstructions.png")
+        print(f"held-out PSNR {reconstruction_psnr(autoencoder, faces.test_images):.2f} dB over "
+              f"{len(faces.test_images)} faces ({faces.source}); top row faces, bottom row decoded -> {path}")
+        return
     checkpoint = Path(args.checkpoint) if args.checkpoint else cfg.run_dir("vae")
     model = load_vae(checkpoint, cfg.device)
     data = digit_data(cfg)
@@ -213,6 +253,27 @@ def cmd_evaluate(args) -> None:
             print(f"Inception FID skipped: {rows[face.name]['inception_skipped']}")
         else:
             print(f"Inception FID (torchvision weights): {rows[face.name]['inception_fid']:.2f}")
+        return
+    if args.model == "ldm":
+        from helpers import faces, ldm
+        from helpers.clip import face_data
+
+        model = ldm.TextToFace.from_checkpoint(checkpoint, cfg)
+        data = face_data(cfg)
+        judge, accuracy = faces.load_or_train_face_judge(cfg, data)
+        judged = faces.reliable(accuracy)
+        real = ldm.real_attribute_rates(judge, judged, data)
+        print(f"judge reads {len(judged)} attributes reliably; real held-out faces show the single-attribute "
+              f"prompts' attributes {sum(real.values()) / max(len(real), 1):.1%} of the time (unprompted rate)")
+        for guidance in sorted({1.0, args.guidance}):
+            result = ldm.attribute_accuracy(model, judge, judged, guidance=guidance, steps=args.steps,
+                                            sampler=args.sampler, seed=args.seed)
+            print(f"{result['sampler']}, guidance {guidance:g}: prompted-attribute accuracy "
+                  f"{result['attribute_accuracy']:.1%} ({result['n']} faces, {result['ms_per_image']:.0f} ms/face); "
+                  + ", ".join(f"{p.replace('a photo of ', '')} {v:.0%}" for p, v in result["per_prompt"].items()))
+        fid = ldm.sample_fid(model, model.clip, data, guidance=args.guidance, steps=args.steps, sampler=args.sampler,
+                             seed=args.seed)
+        print(f"FID on our CLIP's image features ({fid['n']} faces from held-out captions): {fid['fid_clip']:.2f}")
         return
     if args.model == "cifar-ddpm":
         from helpers import cifar
@@ -294,8 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(func=cmd_generate)
 
     reconstruct = sub.add_parser("reconstruct", help="encode and decode held-out digits with the VAE")
-    reconstruct.add_argument("--model", choices=("vae",), default="vae")
-    reconstruct.add_argument("--checkpoint", help="run folder (default: runs/vae)")
+    reconstruct.add_argument("--model", choices=("vae", "ldm-autoencoder"), default="vae")
+    reconstruct.add_argument("--checkpoint", help="run folder (default: runs/<model>)")
     reconstruct.add_argument("--n", type=int, default=8)
     reconstruct.add_argument("--out", help="output folder (default: outputs/)")
     reconstruct.set_defaults(func=cmd_reconstruct)
@@ -307,9 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command in (generate, evaluate):
         command.add_argument("--guidance", type=float, default=3.0,
-                             help="cifar-ddpm: classifier-free guidance scale (0 unconditional, 1 none, 3 default)")
-        command.add_argument("--steps", type=int, default=50, help="cifar-ddpm: sampling steps (50 DDIM; 1000 DDPM)")
-        command.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="cifar-ddpm: sampler")
+                             help="ldm, cifar-ddpm: classifier-free guidance scale (0 unconditional, 1 none, 3 default)")
+        command.add_argument("--steps", type=int, default=50, help="ldm, cifar-ddpm: sampling steps (50 DDIM; 1000 DDPM)")
+        command.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="ldm, cifar-ddpm: sampler")
         command.add_argument("--condition", choices=("attributes", "clip"), default="attributes",
                              help="which celeba-cvae/celeba-gan run: attribute- or CLIP-conditioned")
     for command in (train, generate, reconstruct, evaluate):

@@ -200,6 +200,15 @@ class ClipTextEncoder:
         return self.model.text_tokens(ids.to(self.device), mask.to(self.device)).float().cpu(), mask
 
     @torch.no_grad()
+    def condition(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a text-conditioned UNet reads (notebook 05), on the encoder's device: token states (B, T, token_dim),
+        their mask (B, T) and the pooled sentence vector (B, embed_dim), from one pass of the text tower."""
+        ids, mask = self.tokens(texts)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        states = self.model.text_tokens(ids, mask)
+        return states, mask, self.model.pool_text(states, mask)
+
+    @torch.no_grad()
     def _images(self, images: torch.Tensor, fn, batch_size: int = 256) -> torch.Tensor:
         chunks = []
         for start in range(0, len(images), batch_size):
@@ -221,17 +230,19 @@ def load_clip(cfg: CourseConfig, run_dir: str | Path | None = None) -> ClipTextE
     return ClipTextEncoder.from_checkpoint(run_dir or cfg.run_dir("clip"), cfg.device)
 
 
-def load_or_train_clip(cfg: CourseConfig, run_dir: str | Path | None = None, progress: bool = False) -> ClipTextEncoder:
-    """The CLIP of notebook 03 if it was trained in this mode on these faces, else train it now (quick mode:
-    about a minute)."""
+def load_or_train_clip(cfg: CourseConfig, run_dir: str | Path | None = None, progress: bool = False,
+                       data: FaceSplits | None = None) -> ClipTextEncoder:
+    """The CLIP of notebook 03 if it was trained in this mode on these faces (`data`, default the mode's),
+    else train it now (quick mode: about a minute)."""
     run_dir = Path(run_dir or cfg.run_dir("clip"))
+    data = data or face_data(cfg)
     if has_checkpoint(run_dir):
         extra = read_checkpoint(run_dir, "clip").index["extra"]
-        if extra.get("mode") == cfg.mode and extra.get("data") == face_data(cfg).source:
+        if extra.get("mode") == cfg.mode and extra.get("data") == data.source:
             return ClipTextEncoder.from_checkpoint(run_dir, cfg.device)
     print(f"no {cfg.mode}-mode CLIP trained on these faces in {run_dir}: training one "
           f"(notebook 03 / `python -m helpers train clip`)")
-    trainer = train_clip(cfg, run_dir, progress=progress)
+    trainer = train_clip(cfg, run_dir, progress=progress, data=data)
     return ClipTextEncoder(trainer.model, trainer.tokenizer)
 
 

@@ -103,6 +103,16 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "quick": Recipe(epochs=2, batch_size=32, lr=1e-3, width=32, latent_dim=0),
         "full": Recipe(epochs=100, batch_size=128, lr=2e-4, width=128, latent_dim=0, gif_every=5),
     },
+    # Notebook 05, stage 1: the face autoencoder (width = channels at 64x64; settings in helpers.ldm.SETTINGS).
+    "ldm-autoencoder": {
+        "quick": Recipe(epochs=1, batch_size=32, lr=2e-3, width=16, latent_dim=4),
+        "full": Recipe(epochs=20, batch_size=128, lr=5e-4, width=64, latent_dim=4),
+    },
+    # Notebook 05, stage 2: the text-conditioned UNet on 16x16x4 latents (width = its first level's channels).
+    "ldm": {
+        "quick": Recipe(epochs=3, batch_size=64, lr=1e-3, width=32, latent_dim=0),
+        "full": Recipe(epochs=100, batch_size=256, lr=2e-4, width=128, latent_dim=0, gif_every=5),
+    },
 }
 
 

@@ -128,17 +128,25 @@ def ddim_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, x_t: torch.Ten
     return x_prev
 
 
+def _cat(a, b):
+    if isinstance(a, (tuple, list)):
+        return tuple(_cat(x, y) for x, y in zip(a, b))
+    return torch.cat([a, b])
+
+
 def guided(eps_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], condition: torch.Tensor,
            null_condition: torch.Tensor, scale: float) -> EpsFn:
     """Classifier-free guidance: eps_u + scale * (eps_c - eps_u). scale 1 = plain conditional model, 0 = unconditional.
 
     `eps_fn(x, t, condition)` is the network; the conditional and unconditional halves run as one batch of 2B.
+    A condition is a tensor (class labels) or a tuple of tensors (text tokens, their mask, a pooled embedding).
     """
     if scale == 1.0:
         return lambda x, t: eps_fn(x, t, condition)
+    both_conditions = _cat(condition, null_condition)
 
     def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        both = eps_fn(torch.cat([x, x]), torch.cat([t, t]), torch.cat([condition, null_condition]))
+        both = eps_fn(torch.cat([x, x]), torch.cat([t, t]), both_conditions)
         conditional, unconditional = both.chunk(2)
         return unconditional + scale * (conditional - unconditional)
 

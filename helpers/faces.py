@@ -239,15 +239,28 @@ class PromptToFace:
         return cls(model, condition, run_name(checkpoint.kind, condition.name), extra.get("history", []))
 
 
+def recorded_run(extra: dict, role: str, kind: str, retrain: str) -> Path:
+    """The run folder of a model another one was trained on (`extra[role + "_run"]`), refusing one that is gone
+    or changed since (`extra[role + "_sha256"]`): a generator means nothing on another CLIP's embeddings."""
+    run_dir = Path(extra[f"{role}_run"])
+    if not has_checkpoint(run_dir):
+        raise CourseError(f"this model was trained on the {kind} in {run_dir}, which is gone; retrain it with `{retrain}`")
+    if read_checkpoint(run_dir, kind).index["sha256"]["model"] != extra[f"{role}_sha256"]:
+        raise CourseError(f"the {kind} in {run_dir} changed since this model was trained on it; retrain it "
+                          f"with `{retrain}`")
+    return run_dir
+
+
+def record_run(run_dir: str | Path, role: str, kind: str) -> dict[str, str]:
+    """What `recorded_run` checks later: where the run is and the checksum of its weights."""
+    run_dir = Path(run_dir)
+    return {f"{role}_run": str(run_dir.resolve()),
+            f"{role}_sha256": read_checkpoint(run_dir, kind).index["sha256"]["model"]}
+
+
 def _recorded_clip(extra: dict, cfg: CourseConfig) -> ClipTextEncoder:
     """The CLIP a generator was trained with, refusing a different one (its embeddings would mean nothing)."""
-    clip_dir = Path(extra["clip_run"])
-    if not has_checkpoint(clip_dir):
-        raise CourseError(f"this generator was trained on the CLIP in {clip_dir}, which is gone; "
-                          f"retrain it with `python -m helpers train celeba-cvae --condition clip`")
-    if read_checkpoint(clip_dir, "clip").index["sha256"]["model"] != extra["clip_sha256"]:
-        raise CourseError(f"the CLIP in {clip_dir} changed since this generator was trained; retrain the generator "
-                          f"with `python -m helpers train celeba-cvae --condition clip`")
+    clip_dir = recorded_run(extra, "clip", "clip", "python -m helpers train celeba-cvae --condition clip")
     return ClipTextEncoder.from_checkpoint(clip_dir, cfg.device)
 
 
@@ -285,8 +298,7 @@ def train_faces(cfg: CourseConfig, model: str = "celeba-cvae", condition: str = 
         clip = clip or load_or_train_clip(cfg, clip_dir)
         if not has_checkpoint(clip_dir):
             raise CourseError(f"the CLIP passed in is not saved in {clip_dir}; pass clip_dir= where it was saved")
-        extra.update(clip_run=str(clip_dir.resolve()),
-                     clip_sha256=read_checkpoint(clip_dir, "clip").index["sha256"]["model"])
+        extra.update(record_run(clip_dir, "clip", "clip"))
         cond = ClipCondition(clip)
     else:
         cond = AttributeCondition()

@@ -1,4 +1,4 @@
-"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02 and 04).
+"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02, 04 and 05).
 
 The apps only wire widgets to functions that already exist (`TextToDigit`, a VAE decoder); they render
 with matplotlib into an Output widget, so they work in JupyterLab, classic Notebook and Colab.
@@ -129,3 +129,39 @@ def face_app(generators: dict, n: int = 8, default_prompt: str = "a smiling woma
         control.observe(redraw, names="value")
     redraw()
     return widgets.VBox([widgets.HBox([model, seed]), prompt, *toggles.values(), output])
+
+
+def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with blond hair", max_steps: int = 100):
+    """Notebook 05's widget: prompt box + guidance, steps and seed sliders -> a row of faces from `ldm`
+    (a `helpers.ldm.TextToFace`), with the sampling time so the cost of more steps is visible."""
+    import time
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    prompt = widgets.Text(value=default_prompt, description="prompt", continuous_update=False,
+                          layout=widgets.Layout(width="420px"))
+    guidance = widgets.FloatSlider(value=3.0, min=0.0, max=8.0, step=0.5, description="guidance",
+                                   continuous_update=False)
+    steps = widgets.IntSlider(value=min(25, max_steps), min=5, max=max_steps, step=5, description="DDIM steps",
+                              continuous_update=False)
+    seed = widgets.IntSlider(value=0, min=0, max=99, description="seed", continuous_update=False)
+    output = widgets.Output()
+
+    def redraw(*_):
+        with output:
+            output.clear_output(wait=True)
+            start = time.perf_counter()
+            try:
+                images = ldm(prompt.value, n=n, guidance=guidance.value, steps=steps.value, seed=seed.value)
+            except CourseError as error:
+                print(f"error: {error}")
+                return
+            title = f"w = {guidance.value:g}, {steps.value} steps, {time.perf_counter() - start:.1f} s"
+            show(image_grid((images + 1) / 2, nrow=n, scale=2), title=title, size=10)
+            plt.show()
+
+    for control in (prompt, guidance, steps, seed):
+        control.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([prompt, widgets.HBox([guidance, steps]), seed, output])

@@ -68,8 +68,9 @@ def test_unet_starts_as_zero_and_refuses_bad_sizes():
         model(torch.randn(1, 1, 32, 32), torch.tensor([5]))
     with pytest.raises(CourseError, match="attention_levels"):
         UNetConfig(mults=(1, 2), attention_levels=(3,))
-    with pytest.raises(CourseError, match="context"):
-        UNet(UNetConfig(width=16, mults=(1, 2), context_dim=8))(torch.randn(1, 3, 8, 8), torch.tensor([1]))
+    with pytest.raises(CourseError, match="context must be"):
+        UNet(UNetConfig(width=16, mults=(1, 2), context_dim=8))(torch.randn(1, 3, 8, 8), torch.tensor([1]),
+                                                                 context=torch.randn(1, 3, 5))
 
 
 def test_attention_only_where_asked():

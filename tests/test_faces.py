@@ -165,7 +165,7 @@ def test_clip_conditioned_model_refuses_a_changed_clip(tiny_cfg, tiny_faces, tin
     torch.manual_seed(1)
     retrained = CLIPModel(encoder.model.config)
     save_checkpoint(clip_copy, "clip", retrained, extra={"mode": "quick", "tokenizer": encoder.tokenizer.to_str()})
-    with pytest.raises(CourseError, match="changed since this generator was trained"):
+    with pytest.raises(CourseError, match="changed since this model was trained"):
         faces.PromptToFace.from_checkpoint(out, tiny_cfg)
     shutil.rmtree(clip_copy)
     with pytest.raises(CourseError, match="which is gone"):

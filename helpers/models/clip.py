@@ -97,7 +97,10 @@ class CLIPModel(nn.Module):
         return self.text(ids, mask)
 
     def encode_text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        states = self.text(ids, mask)
+        return self.pool_text(self.text(ids, mask), mask)
+
+    def pool_text(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token states (B, T, text_width) -> the unit sentence vector (B, embed_dim) of the shared space."""
         weights = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # mean over real tokens only
         return F.normalize(self.text_projection(pooled), dim=-1)

@@ -8,7 +8,10 @@
   the same model runs at 32x32 and 64x64 (H and W need only be divisible by 2^(levels-1)).
 - The time step enters every residual block through a sinusoidal embedding and an MLP; a class label is
   an embedding *added* to it (index `num_classes` is the learnt "no class" used for classifier-free guidance).
-- Text (notebook 05) enters through cross-attention: the image's positions query the token embeddings.
+- Text (notebook 05) enters through cross-attention: the image's positions query the token embeddings,
+  plus a learnt "null" token that every position can always attend to. Masking out every text token (or
+  passing no context) leaves only the null token: the unconditional model classifier-free guidance needs.
+  A pooled sentence embedding, if given, is projected and added to the time embedding.
 - Attention is `F.scaled_dot_product_attention` (a fused kernel) and only at the levels you name: at
   32x32 a full attention layer costs far more than it helps, at 8x8 it is cheap and links distant parts.
 - GroupNorm, not BatchNorm: a batch mixes noise levels, so batch statistics would mix unrelated images.
@@ -16,7 +19,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +40,7 @@ class UNetConfig:
     head_dim: int = 32
     num_classes: int = 0  # 0 = no class conditioning
     context_dim: int = 0  # 0 = no text cross-attention
+    pooled_dim: int = 0  # 0 = no pooled text embedding (added to the time embedding, like a class)
     dropout: float = 0.1
     groups: int = 8
 
@@ -135,6 +139,9 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(w, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # one extra row: the "no class" token that classifier-free guidance trains by dropping labels
         self.class_emb = nn.Embedding(config.num_classes + 1, emb_dim) if config.num_classes else None
+        # the token every cross-attention can attend to, with or without text: the "no text" condition
+        self.null_context = nn.Parameter(torch.randn(1, 1, config.context_dim) * 0.02) if config.context_dim else None
+        self.pooled_proj = nn.Linear(config.pooled_dim, emb_dim) if config.pooled_dim else None
         self.stem = nn.Conv2d(config.in_channels, w, 3, padding=1)
 
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
@@ -183,8 +190,23 @@ class UNet(nn.Module):
                 outs.append(h)
         return h
 
+    def _with_null_token(self, context: torch.Tensor | None, context_mask: torch.Tensor | None, batch: int):
+        null = self.null_context.expand(batch, 1, -1)
+        if context is None:
+            return null, None
+        if context.dim() != 3 or context.shape[0] != batch or context.shape[2] != self.config.context_dim:
+            raise CourseError(f"context must be ({batch}, L, {self.config.context_dim}) token embeddings, "
+                              f"got {tuple(context.shape)}")
+        if context_mask is None:
+            context_mask = torch.ones(context.shape[:2], device=context.device)
+        ones = torch.ones(batch, 1, device=context.device, dtype=context_mask.dtype)
+        return torch.cat([null, context.to(null.dtype)], 1), torch.cat([ones, context_mask], 1)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None,
-                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None,
+                pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """eps_hat for x_t at steps t. Text UNets: context (B, L, D) + mask (B, L) (1 = token), pooled (B, P);
+        no context (or an all-zero mask) and no pooled = unconditional."""
         factor = 2 ** (len(self.config.mults) - 1)
         if x.dim() != 4 or x.shape[1] != self.config.in_channels or x.shape[2] % factor or x.shape[3] % factor:
             raise CourseError(f"this UNet takes (B, {self.config.in_channels}, H, W) with H and W divisible by "
@@ -193,8 +215,13 @@ class UNet(nn.Module):
         if self.class_emb is not None:
             labels = torch.full_like(t, self.null_class) if class_labels is None else class_labels
             emb = emb + self.class_emb(labels.long())
-        if self.config.context_dim and context is None:
-            raise CourseError("this UNet is text-conditioned: pass context (B, L, D) token embeddings")
+        if self.pooled_proj is not None:  # no pooled vector = the zero vector (what dropped captions train with)
+            pooled = emb.new_zeros(len(x), self.config.pooled_dim) if pooled is None else pooled
+            emb = emb + self.pooled_proj(pooled)
+        if self.null_context is not None:
+            context, context_mask = self._with_null_token(context, context_mask, x.shape[0])
+        else:
+            context = context_mask = None
 
         h = self.stem(x)
         skips = [h]
