@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from benchmarks._common import write_results
 from helpers import ldm
-from helpers.clip import face_data, load_or_train_clip
+from helpers.clip import face_data, load_or_train_clip, train_clip
 from helpers.config import get_config
-from helpers.faces import load_or_train_face_judge, reliable
+from helpers.faces import load_or_train_face_judge, reliable, train_face_judge
 from helpers.facegen import frechet_distance
 from helpers.train import TimeBudget
 from helpers.viz import labelled_grid, save_image
@@ -32,6 +33,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=600, help="wall-clock of the latent UNet's training")
     parser.add_argument("--ae-epochs", type=int, help="autoencoder epochs (default: the mode's recipe)")
     parser.add_argument("--width", type=int, help="UNet width (default: the mode's recipe)")
+    parser.add_argument("--clip-epochs", type=int, help="train a CLIP for this benchmark (default: reuse runs/clip)")
+    parser.add_argument("--judge-epochs", type=int, help="train the attribute judge for this benchmark (default: "
+                                                          "reuse runs/face-judge)")
+    parser.add_argument("--all-faces", action="store_true", help="train the UNet on every face (quick mode: 2,000)")
     parser.add_argument("--per-prompt", type=int, default=32, help="DDIM samples per single-attribute prompt")
     parser.add_argument("--ddpm-per-prompt", type=int, default=4, help="DDPM-1000 samples per prompt (slow on CPU)")
     parser.add_argument("--guidance", default="0,1,3,5", help="guidance scales to judge")
@@ -53,8 +58,15 @@ def main() -> None:
                               "parameters": sum(p.numel() for p in autoencoder.parameters())}
     print(f"autoencoder: {results['autoencoder']}", flush=True)
 
-    clip = load_or_train_clip(cfg, data=data)  # runs/clip when notebook 03 trained it in this mode
-    judge, judge_accuracy = load_or_train_face_judge(cfg, data)
+    clip_dir = cfg.run_dir("clip")
+    if args.clip_epochs:
+        clip_dir = runs / "clip"
+        train_clip(cfg, clip_dir, epochs=args.clip_epochs, data=data, progress=False)
+    clip = load_or_train_clip(cfg, clip_dir, data=data)  # runs/clip when notebook 03 trained it in this mode
+    if args.judge_epochs:
+        judge, judge_accuracy = train_face_judge(cfg, runs / "face-judge", epochs=args.judge_epochs, data=data)
+    else:
+        judge, judge_accuracy = load_or_train_face_judge(cfg, data)
     judged = reliable(judge_accuracy)
     floor = ldm.real_attribute_rates(judge, judged, data)
     results["judge"] = {"reliable": judged, "real_rate_per_prompt": floor,
@@ -62,10 +74,14 @@ def main() -> None:
     print(f"judge reads {len(judged)} attributes reliably: {', '.join(judged)}; real faces show the prompted "
           f"attribute {results['judge']['real_rate_mean']:.1%} of the time", flush=True)
 
+    settings = replace(ldm.SETTINGS[cfg.mode], train_limit=None) if args.all_faces else None
     model = ldm.train_ldm(cfg, runs / "ldm", epochs=10_000, data=data, autoencoder_dir=runs / "autoencoder",
-                          progress=False, callbacks=[TimeBudget(args.seconds)], gif_every=10_000,
+                          clip_dir=clip_dir, settings=settings, progress=False, callbacks=[TimeBudget(args.seconds)],
+                          gif_every=10_000,
                           **({"width": args.width} if args.width else {}))
-    results["ldm"] = {"parameters": model.parameters, "train_seconds": model.train_seconds,
+    results["clip"] = {"run": str(clip_dir), "epochs": args.clip_epochs or "reused"}
+    results["ldm"] = {"parameters": model.parameters, "train_faces": len(data.train_images) if args.all_faces else
+                      ldm.SETTINGS[cfg.mode].train_limit, "train_seconds": model.train_seconds,
                       "epochs": len(model.history), "final_loss": model.history[-1]["loss"],
                       "encode_seconds": model.extra["encode_seconds"], "latent_scale": model.scale}
     print(f"ldm: {results['ldm']}", flush=True)

@@ -1,12 +1,14 @@
 """Command line of the course: the same code the notebooks call, for headless runs, scripts and CI.
 
     python -m helpers train vae|text-cvae|judge|clip|celeba-cvae|celeba-gan|face-judge|ldm-autoencoder|ldm|cifar-ddpm|cifar-judge
+                            |sketch-cvae|doodle-judge [--text-encoder auto|openai-clip|ours] [--workers N]
                             [--quick] [--epochs N] [--out DIR] [--resume] [--condition attributes|clip] [--image-size 32]
     python -m helpers generate "Print number 5" [--model text-cvae] [--checkpoint DIR] [--n 16] [--seed 0] [--out DIR]
     python -m helpers generate --model celeba-cvae "a smiling man with eyeglasses" [--condition clip]
     python -m helpers generate --model ldm "a smiling woman" [--guidance 3] [--steps 50] [--sampler ddim|ddpm]
     python -m helpers generate --model cifar-ddpm "a photo of a cat" [--guidance 3] [--steps 50] [--sampler ddim|ddpm]
-    python -m helpers reconstruct [--model vae|ldm-autoencoder] [--checkpoint DIR] [--n 8] [--out DIR]
+    python -m helpers generate --model sketch-cvae --prompt "a sketch of a cat"
+    python -m helpers reconstruct [--model vae|ldm-autoencoder|sketch-cvae] [--checkpoint DIR] [--n 8] [--out DIR]
     python -m helpers evaluate [--model text-cvae|vae|clip|celeba-cvae|celeba-gan|ldm|cifar-ddpm] [--checkpoint DIR]
 
 Mistakes (empty prompt, missing checkpoint, no data offline ...) print one line on stderr and exit 2.
@@ -20,8 +22,8 @@ from pathlib import Path
 
 FACE_MODELS = ("celeba-cvae", "celeba-gan")
 TRAINABLE = ("vae", "text-cvae", "judge", "clip", *FACE_MODELS, "face-judge", "ldm-autoencoder", "ldm", "cifar-ddpm",
-             "cifar-judge")
-GENERATORS = ("text-cvae", "vae", *FACE_MODELS, "ldm", "cifar-ddpm")
+             "cifar-judge", "sketch-cvae", "doodle-judge")
+GENERATORS = ("text-cvae", "vae", *FACE_MODELS, "ldm", "cifar-ddpm", "sketch-cvae")
 EVALUABLE = (*GENERATORS, "clip")
 
 
@@ -94,6 +96,20 @@ def cmd_train(args) -> None:
         print(f"trained {ddpm.parameters / 1e6:.1f}M-parameter UNet for {ddpm.train_seconds:.0f} s; draw with "
               f"`python -m helpers generate --model cifar-ddpm \"a photo of a cat\"`, measure with "
               f"`python -m helpers evaluate --model cifar-ddpm`")
+    elif args.model == "sketch-cvae":
+        from helpers.sketch import train_sketch_cvae
+
+        sketch = train_sketch_cvae(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif,
+                                   text_encoder=args.text_encoder, num_workers=args.workers,
+                                   persistent_workers=args.workers > 0)
+        print(f"trained for {sketch.train_seconds:.0f} s with {sketch.extra['text_encoder']} text embeddings; held-out "
+              f"reconstruction BCE {sketch.history[-1]['heldout_bce']:.1f} per sketch; draw with `python -m helpers "
+              f"generate --model sketch-cvae --prompt \"a sketch of a cat\"`")
+    elif args.model == "doodle-judge":
+        from helpers.sketch import train_doodle_judge
+
+        _, accuracy = train_doodle_judge(cfg, out=out, epochs=args.epochs, progress=True)
+        print(f"judge accuracy on held-out doodles: {accuracy:.2%}")
     elif args.model == "cifar-judge":
         from helpers.cifar_judge import train_cifar_judge
 
@@ -111,7 +127,7 @@ def cmd_train(args) -> None:
         _, accuracy = train_judge(cfg, out, epochs=args.epochs, progress=True)
         print(f"judge accuracy on held-out digits: {accuracy:.2%}")
     print(f"checkpoint: {out / 'checkpoint.json'}")
-    if args.model not in ("judge", "clip", "face-judge", "cifar-judge", "ldm-autoencoder"):
+    if args.model not in ("judge", "clip", "face-judge", "cifar-judge", "ldm-autoencoder", "doodle-judge"):
         print(f"training GIF: {Path(args.gif) if args.gif else out / 'training.gif'}")
 
 
@@ -129,6 +145,10 @@ def cmd_generate(args) -> None:
     from helpers.errors import CourseError
 
     cfg = _config(args)
+    if args.prompt_option is not None:
+        if args.prompt is not None:
+            raise CourseError("give the prompt once: either positional or --prompt")
+        args.prompt = args.prompt_option
     if args.n < 1 or args.n > 1024:
         raise CourseError(f"--n must be between 1 and 1024, got {args.n}")
     checkpoint = _run_dir(cfg, args)
@@ -146,6 +166,18 @@ def cmd_generate(args) -> None:
         images, scale = (images + 1) / 2, 2
         stem = f"{face.name}_{_slug(args.prompt)}_seed{args.seed}"
         print(f"read {args.prompt!r} as: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in wanted.items()))
+    elif args.model == "sketch-cvae":
+        from helpers.checkpoint import read_checkpoint
+        from helpers.sketch import KIND, TextToSketch, check_prompt
+
+        if args.prompt is None:
+            raise CourseError('sketch-cvae needs a prompt, e.g. python -m helpers generate --model sketch-cvae '
+                              '--prompt "a sketch of a cat"')
+        check_prompt(args.prompt)
+        read_checkpoint(checkpoint, KIND)
+        sketch = TextToSketch.from_checkpoint(checkpoint, cfg)
+        images, scale = 1 - sketch(args.prompt, n=args.n, seed=args.seed), 1
+        stem = f"sketch_{_slug(args.prompt)}_seed{args.seed}"
     elif args.model == "ldm":
         from helpers.checkpoint import read_checkpoint
         from helpers.ldm import KIND, TextToFace
@@ -207,6 +239,17 @@ def cmd_reconstruct(args) -> None:
     from helpers.viz import image_grid, save_image
 
     cfg = _config(args)
+    if args.model == "sketch-cvae":
+        from helpers.sketch import TextToSketch, sketch_data
+
+        sketch = TextToSketch.from_checkpoint(Path(args.checkpoint) if args.checkpoint else cfg.run_dir(args.model), cfg)
+        data = sketch_data(cfg)
+        originals = data.test_images[: args.n]
+        recon = sketch.reconstruct(originals, data.test_captions[: args.n])
+        path = save_image(image_grid(1 - torch.cat([originals.float() / 255, recon]), nrow=args.n, scale=1),
+                          Path(args.out or cfg.outputs_dir) / "sketch_reconstructions.png")
+        print(f"top row: held-out sketches ({data.source}), bottom row: reconstructions -> {path}")
+        return
     if args.model == "ldm-autoencoder":
         from helpers.clip import face_data
         from helpers.ldm import load_autoencoder, reconstruction_grid, reconstruction_psnr
@@ -253,6 +296,19 @@ def cmd_evaluate(args) -> None:
             print(f"Inception FID skipped: {rows[face.name]['inception_skipped']}")
         else:
             print(f"Inception FID (torchvision weights): {rows[face.name]['inception_fid']:.2f}")
+        return
+    if args.model == "sketch-cvae":
+        from helpers import sketch as sketches
+
+        model = sketches.TextToSketch.from_checkpoint(checkpoint, cfg)
+        data = sketches.sketch_data(cfg)
+        judge, judge_accuracy = sketches.load_or_train_doodle_judge(cfg, data)
+        result = sketches.evaluate_sketches(model, judge, data, seed=args.seed)
+        print(f"judge accuracy on held-out real doodles: {judge_accuracy:.2%}")
+        print(f"judged class accuracy of {result['n']} generated sketches: {result['class_accuracy']:.1%} ("
+              + ", ".join(f"{c} {v:.0%}" for c, v in result["per_class"].items()) + ")")
+        print(f"held-out reconstruction BCE: {result['heldout_bce']:.1f} per sketch "
+              f"({result['bce_per_pixel']:.4f} per pixel)")
         return
     if args.model == "ldm":
         from helpers import faces, ldm
@@ -341,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gif", help="where to write the training GIF (default: <out>/training.gif)")
     train.add_argument("--condition", choices=("attributes", "clip"), default="attributes",
                        help="celeba-cvae/celeba-gan: condition on the 40 attributes or on our CLIP's text embedding")
+    train.add_argument("--text-encoder", choices=("auto", "openai-clip", "ours"), default="auto",
+                       help="sketch-cvae: OpenAI's CLIP (needs the hub once), our CLIP trained on the sketch captions, "
+                            "or auto (OpenAI's if it loads)")
+    train.add_argument("--workers", type=int, default=0, help="sketch-cvae: data-loading worker processes")
     train.add_argument("--image-size", type=int, default=32, choices=(32, 64),
                        help="cifar-ddpm: train at 32x32 (CIFAR's size) or on images upscaled to 64x64")
     train.set_defaults(func=cmd_train)
@@ -348,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate = sub.add_parser("generate", help="generate digits, faces or CIFAR-10 images from a prompt")
     generate.add_argument("prompt", nargs="?", help='e.g. "Print number 5" or "a smiling man with eyeglasses" '
                                                     '(omit for --model vae)')
+    generate.add_argument("--prompt", dest="prompt_option", help="the prompt, as an option (same as the positional)")
     generate.add_argument("--model", choices=GENERATORS, default="text-cvae")
     generate.add_argument("--checkpoint", help="run folder (default: runs/<model>)")
     generate.add_argument("--n", type=int, default=16, help="number of samples")
@@ -355,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(func=cmd_generate)
 
     reconstruct = sub.add_parser("reconstruct", help="encode and decode held-out digits with the VAE")
-    reconstruct.add_argument("--model", choices=("vae", "ldm-autoencoder"), default="vae")
+    reconstruct.add_argument("--model", choices=("vae", "ldm-autoencoder", "sketch-cvae"), default="vae")
     reconstruct.add_argument("--checkpoint", help="run folder (default: runs/<model>)")
     reconstruct.add_argument("--n", type=int, default=8)
     reconstruct.add_argument("--out", help="output folder (default: outputs/)")

@@ -164,7 +164,9 @@ class ClipTextEncoder:
         checkpoint = read_checkpoint(run_dir, "clip")
         tokenizer = CaptionTokenizer.from_str(checkpoint.index["extra"]["tokenizer"])
         model = load_weights(CLIPModel(CLIPConfig(**checkpoint.index["config"])), checkpoint)
-        return cls(model.to(device), tokenizer)
+        encoder = cls(model.to(device), tokenizer)
+        encoder.name = f"clip-{checkpoint.index['sha256']['model'][:12]}"  # cached embeddings are per trained CLIP
+        return encoder
 
     @property
     def device(self) -> torch.device:

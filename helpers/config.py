@@ -113,6 +113,20 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "quick": Recipe(epochs=3, batch_size=64, lr=1e-3, width=32, latent_dim=0),
         "full": Recipe(epochs=100, batch_size=256, lr=2e-4, width=128, latent_dim=0, gif_every=5),
     },
+    # Notebook 07: the text-to-sketch CVAE at 128x128 (width = first conv's channels, latent_dim = z),
+    # the CLIP trained on the sketch captions when OpenAI's is not available, and the doodle judge.
+    "sketch-cvae": {
+        "quick": Recipe(epochs=4, batch_size=64, lr=2e-3, width=8, latent_dim=32, kl_warmup_epochs=1),
+        "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=64, kl_warmup_epochs=2, gif_every=2),
+    },
+    "clip-sketch": {
+        "quick": Recipe(epochs=3, batch_size=64, lr=5e-4, width=16, latent_dim=64),
+        "full": Recipe(epochs=20, batch_size=256, lr=5e-4, width=32, latent_dim=128),
+    },
+    "doodle-judge": {
+        "quick": Recipe(epochs=3, batch_size=128, lr=2e-3, width=32, latent_dim=0),
+        "full": Recipe(epochs=6, batch_size=128, lr=2e-3, width=32, latent_dim=0),
+    },
 }
 
 

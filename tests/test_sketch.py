@@ -1,0 +1,209 @@
+"""Notebook 07: sketch data, text encoders, the 128x128 sketch CVAE, its training features, judge and CLI."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from helpers import sketch as sk
+from helpers.__main__ import main
+from helpers.config import RECIPES, Recipe
+from helpers.data.sketches import (LOCAL_FILE, SKETCH_CLASSES, SketchSplits, load_sketches, synthetic_sketches,
+                                   _captions)
+from helpers.errors import CourseError
+from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_sketches() -> SketchSplits:
+    train, train_labels = synthetic_sketches(40, seed=1, image_size=64)
+    test, test_labels = synthetic_sketches(10, seed=1, image_size=64, start=10_000)
+    return SketchSplits(train, _captions(train_labels, SKETCH_CLASSES, 0), train_labels, test,
+                        _captions(test_labels, SKETCH_CLASSES, 1), test_labels, SKETCH_CLASSES, "synthetic (test)")
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(quick_cfg, tmp_path_factory):
+    saved = {k: RECIPES[k]["quick"] for k in ("sketch-cvae", "clip-sketch", "doodle-judge")}
+    RECIPES["sketch-cvae"]["quick"] = Recipe(epochs=3, batch_size=32, lr=3e-3, width=8, latent_dim=8)
+    RECIPES["clip-sketch"]["quick"] = Recipe(epochs=1, batch_size=32, lr=5e-4, width=8, latent_dim=16)
+    RECIPES["doodle-judge"]["quick"] = Recipe(epochs=15, batch_size=32, lr=2e-3, width=16, latent_dim=0)
+    yield replace(quick_cfg, runs_dir=tmp_path_factory.mktemp("sketch-runs"),
+                  data_root=tmp_path_factory.mktemp("sketch-data"), offline=True)
+    for key, recipe in saved.items():
+        RECIPES[key]["quick"] = recipe
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cfg, tiny_sketches):
+    encoder, recorded = sk.load_sketch_encoder(tiny_cfg, "ours", tiny_sketches)
+    model = sk.train_sketch_cvae(tiny_cfg, tiny_cfg.runs_dir / "sketch", data=tiny_sketches, encoder=encoder,
+                                 recorded=recorded, progress=False)
+    return model, encoder, recorded
+
+
+# ------------------------------------------------------------------------------------------ data
+def test_synthetic_sketches_are_deterministic_ink_on_blank():
+    a, labels = synthetic_sketches(3, seed=0, image_size=128)
+    b, _ = synthetic_sketches(3, seed=0, image_size=128)
+    assert a.shape == (18, 1, 128, 128) and a.dtype == torch.uint8 and torch.equal(a, b)
+    assert labels.tolist()[:6] == list(range(6))
+    ink = (a > 127).float().mean((1, 2, 3))
+    assert (ink > 0.01).all() and (ink < 0.3).all()  # strokes on an empty page, not filled shapes
+    assert not torch.equal(a[0], synthetic_sketches(3, seed=1, image_size=128)[0][0])
+
+
+def test_quick_mode_without_data_uses_the_stand_in(quick_cfg):
+    cfg = replace(quick_cfg, local_data=None)
+    data = load_sketches(cfg, limit_per_class=5, image_size=64)
+    assert data.classes == SKETCH_CLASSES and len(data.train_images) == 30 and data.image_size == 64
+    assert data.source.startswith("synthetic") and data.train_captions[0].endswith("apple")
+
+
+def test_sketch_sources_refuse_clearly(quick_cfg):
+    with pytest.raises(CourseError, match="offline.*COURSE_DATA"):
+        load_sketches(replace(quick_cfg, offline=True), source="hub")
+    with pytest.raises(CourseError, match="multiple of 16"):
+        load_sketches(quick_cfg, image_size=100)
+    with pytest.raises(CourseError, match="unknown sketch source"):
+        load_sketches(quick_cfg, source="flickr")
+    with pytest.raises(CourseError, match=f"no {LOCAL_FILE}"):
+        load_sketches(replace(quick_cfg, local_data=None), source="local")
+
+
+def test_real_doodles(quick_cfg, shared_data):
+    data = load_sketches(replace(quick_cfg, local_data=shared_data), limit_per_class=100, image_size=128)
+    assert data.source.startswith("local") and len(data.train_images) == 600 and len(data.test_images) == 1800
+    assert data.train_images.shape[1:] == (1, 128, 128)
+    corners = data.train_images[:, 0, :8, :8].float().mean()
+    assert corners < 10  # background is 0, ink 255
+    assert set(data.test_labels.tolist()) == set(range(6))
+
+
+# ------------------------------------------------------------------------------------------ text encoders
+def test_openai_clip_refuses_the_offline_placeholder(monkeypatch):
+    import transformers
+
+    from helpers.text.encoders import OpenAIClipEncoder
+
+    class Placeholder:
+        def __len__(self):
+            return 2
+
+    monkeypatch.setattr(transformers.CLIPTokenizer, "from_pretrained", classmethod(lambda cls, *a, **k: Placeholder()))
+    monkeypatch.setattr(transformers.CLIPTextModelWithProjection, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: torch.nn.Linear(1, 1)))
+    with pytest.raises(CourseError, match="only 2 tokens"):
+        OpenAIClipEncoder()
+
+
+def test_auto_encoder_offline_falls_back_to_ours(tiny_cfg, tiny_sketches, trained, capsys):
+    _, encoder, recorded = trained
+    again, recorded_again = sk.load_sketch_encoder(tiny_cfg, "auto", tiny_sketches)
+    assert "offline" in capsys.readouterr().out
+    assert recorded_again == recorded and again.name == encoder.name  # the trained one is reused, not retrained
+    with pytest.raises(CourseError, match="unknown text encoder"):
+        sk.load_sketch_encoder(tiny_cfg, "bert", tiny_sketches)
+
+
+def test_condition_bank_is_cached(tiny_cfg, trained, tmp_path):
+    _, encoder, _ = trained
+    bank, index = sk.condition_bank(encoder, ["a cat", "a fish", "a cat"], tmp_path)
+    assert bank.shape == (2, encoder.dim) and index.tolist() == [0, 1, 0]
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    again, _ = sk.condition_bank(encoder, ["a fish", "a cat"], tmp_path)
+    assert torch.equal(again, bank)
+
+
+# ------------------------------------------------------------------------------------------ model
+def test_sketch_cvae_shapes_and_refusals():
+    model = SketchCVAE(SketchCVAEConfig(cond_dim=12, image_size=128, latent_dim=16, width=8))
+    x, c = torch.rand(2, 1, 128, 128), torch.randn(2, 12)
+    logits, mu, logvar = model(x, c)
+    assert logits.shape == x.shape and mu.shape == (2, 16)
+    assert set(model.loss(x, c)) == {"loss", "bce", "kl"}
+    samples = model.sample(c, torch.Generator().manual_seed(0))
+    assert samples.shape == (2, 1, 128, 128) and 0 <= samples.min() and samples.max() <= 1
+    with pytest.raises(CourseError, match="resize them to 128x128"):
+        model.encode(torch.rand(2, 3, 128, 128), c)
+    with pytest.raises(CourseError, match="another text encoder"):
+        model.decode(torch.randn(2, 16), torch.randn(2, 384))
+    with pytest.raises(CourseError, match="multiple of 32"):
+        SketchCVAEConfig(cond_dim=4, image_size=100)
+
+
+# ------------------------------------------------------------------------------------------ training
+def test_training_learns_and_checkpoints(tiny_cfg, trained, tiny_sketches):
+    model, _, _ = trained
+    bces = [h["heldout_bce"] for h in model.history]
+    assert bces[-1] < 0.8 * bces[0], bces
+    assert (tiny_cfg.runs_dir / "sketch" / "training.gif").exists()
+    loaded = sk.TextToSketch.from_checkpoint(tiny_cfg.runs_dir / "sketch", tiny_cfg)
+    prompts = ["a sketch of a cat", "a doodle of a fish"]
+    assert torch.allclose(loaded.generate(prompts, seed=3), model.generate(prompts, seed=3), atol=1e-5)
+    assert not torch.equal(model.generate(prompts, seed=3), model.generate(prompts, seed=4))
+    recon = model.reconstruct(tiny_sketches.test_images[:5], tiny_sketches.test_captions[:5])
+    assert recon.shape == (5, 1, 64, 64)
+
+
+def test_workers_and_pinned_memory_change_nothing_but_speed(tiny_cfg, tiny_sketches, trained, tmp_path):
+    _, encoder, recorded = trained
+    runs = {}
+    for workers in (0, 2):
+        runs[workers] = sk.train_sketch_cvae(tiny_cfg, tmp_path / f"w{workers}", data=tiny_sketches, encoder=encoder,
+                                             recorded=recorded, progress=False, epochs=2, num_workers=workers,
+                                             persistent_workers=workers > 0, pin_memory=workers > 0)
+    w0, w2 = (runs[w].model.state_dict() for w in (0, 2))
+    # the same batches in the same order (the order is seeded per epoch, not per process): the same weights
+    assert all(torch.allclose(w0[k], w2[k], atol=1e-6) for k in w0)
+    assert [h["loss"] for h in runs[0].history] == pytest.approx([h["loss"] for h in runs[2].history], rel=1e-5)
+
+
+def test_resume_refuses_another_encoder(tiny_cfg, tiny_sketches, trained):
+    _, encoder, recorded = trained
+
+    class Other:
+        name, dim = "other-encoder", encoder.dim
+
+        def encode(self, texts):
+            return torch.zeros(len(texts), encoder.dim)
+
+    with pytest.raises(CourseError, match="another text encoder"):
+        sk.train_sketch_cvae(tiny_cfg, tiny_cfg.runs_dir / "sketch", data=tiny_sketches, encoder=Other(),
+                             progress=False, resume=True)
+
+
+def test_generation_refuses_bad_prompts(trained):
+    model = trained[0]
+    for bad in ("", "   ", "x" * 400):
+        with pytest.raises(CourseError):
+            model(bad)
+    with pytest.raises(CourseError, match="n must be"):
+        model("a cat", n=0)
+
+
+def test_judge_and_evaluation(tiny_cfg, tiny_sketches, trained):
+    judge, accuracy = sk.train_doodle_judge(tiny_cfg, tiny_sketches, tiny_cfg.runs_dir / "judge")
+    assert accuracy > 0.6  # six procedural classes: far above chance (1/6) after 15 short epochs
+    result = sk.evaluate_sketches(trained[0], judge, tiny_sketches, per_class=4)
+    assert set(result["per_class"]) == set(SKETCH_CLASSES) and result["n"] == 24
+    assert 0 <= result["class_accuracy"] <= 1 and result["heldout_bce"] > 0
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def test_cli_generate_and_refusals(tiny_cfg, trained, tmp_path, capsys):
+    run = str(tiny_cfg.runs_dir / "sketch")
+    out = tmp_path / "out"
+    assert main(["generate", "--model", "sketch-cvae", "--prompt", "a sketch of a cat", "--checkpoint", run,
+                 "--n", "2", "--out", str(out), "--quick"]) == 0
+    assert len(list(out.glob("sketch_a-sketch-of-a-cat_seed0_*.png"))) == 3
+    for argv, pattern in [
+        (["generate", "--model", "sketch-cvae", "--prompt", " ", "--checkpoint", run], "prompt is empty"),
+        (["generate", "--model", "sketch-cvae", "--checkpoint", run], "needs a prompt"),
+        (["generate", "--model", "sketch-cvae", "--prompt", "a cat", "--checkpoint", str(tmp_path / "no")],
+         "no checkpoint in"),
+        (["generate", "a cat", "--model", "sketch-cvae", "--prompt", "a dog", "--checkpoint", run], "prompt once"),
+    ]:
+        bad = tmp_path / "bad"
+        assert main(argv + ["--out", str(bad), "--quick"]) == 2
+        assert pattern in capsys.readouterr().err
+        assert not bad.exists()
