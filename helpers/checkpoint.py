@@ -193,3 +193,22 @@ def load_weights(model: torch.nn.Module, checkpoint: Checkpoint) -> torch.nn.Mod
         raise CourseError(f"weights in {checkpoint.run_dir} do not fit a {checkpoint.kind} model ({first}); "
                           "retrain it with the current code") from None
     return model
+
+
+def recorded_run(extra: dict, role: str, kind: str, retrain: str) -> Path:
+    """The run folder of a model another one was trained on (`extra[role + "_run"]`), refusing one that is gone
+    or changed since (`extra[role + "_sha256"]`): a generator means nothing on another CLIP's embeddings."""
+    run_dir = Path(extra[f"{role}_run"])
+    if not has_checkpoint(run_dir):
+        raise CourseError(f"this model was trained on the {kind} in {run_dir}, which is gone; retrain it with `{retrain}`")
+    if read_checkpoint(run_dir, kind).index["sha256"]["model"] != extra[f"{role}_sha256"]:
+        raise CourseError(f"the {kind} in {run_dir} changed since this model was trained on it; retrain it "
+                          f"with `{retrain}`")
+    return run_dir
+
+
+def record_run(run_dir: str | Path, role: str, kind: str) -> dict[str, str]:
+    """What `recorded_run` checks later: where the run is and the checksum of its weights."""
+    run_dir = Path(run_dir)
+    return {f"{role}_run": str(run_dir.resolve()),
+            f"{role}_sha256": read_checkpoint(run_dir, kind).index["sha256"]["model"]}

@@ -14,20 +14,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from helpers.checkpoint import has_checkpoint, read_checkpoint
 from helpers.config import CourseConfig, seed_everything
 from helpers.data.cifar10 import CIFAR10_CLASSES, ImageSplits, load_cifar10
 from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
 from helpers.errors import CourseError
-from helpers.models.unet import UNet, UNetConfig, count_parameters
-from helpers.train import EMA, Checkpointing, GifFrames, ProgressBar, Trainer, WallClock, ema_weights
+from helpers.models.unet import UNet, UNetConfig
+from helpers.train import EMA, Checkpointing, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock, ema_weights
 from helpers.viz import labelled_grid
 
 KIND = "cifar-ddpm"
@@ -119,7 +118,7 @@ class ClassReader:
 
 
 # ------------------------------------------------------------------------------------------ generator
-class ClassToImage:
+class ClassToImage(TrainedModel):
     """A trained class-conditional DDPM: class labels (or a prompt) -> images in [-1, 1]."""
 
     def __init__(self, model: UNet, schedule: NoiseSchedule, history: list[dict] | None = None,
@@ -128,20 +127,8 @@ class ClassToImage:
         self.history, self.reader, self.extra = history or [], reader, extra or {}
 
     @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
     def image_size(self) -> int:
         return int(self.extra.get("image_size", 32))
-
-    @property
-    def parameters(self) -> int:
-        return count_parameters(self.model)
-
-    @property
-    def train_seconds(self) -> float:
-        return self.history[-1].get("train_seconds", float("nan")) if self.history else float("nan")
 
     def eps_fn(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.model(x, t, labels)

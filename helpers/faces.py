@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint
+from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, record_run, recorded_run
 from helpers.clip import ClipTextEncoder, face_data, load_or_train_clip
 from helpers.config import CourseConfig, seed_everything
 from helpers.data.captions import captions_for, describe_vocabulary, parse_prompt, prompt_for
@@ -29,7 +29,7 @@ from helpers.facegen import (ConditionFn, attribute_conditions, diversity, frech
                              judge_attribute_accuracy, kernel_inception_distance, prompted_attribute_accuracy,
                              train_attribute_judge, train_face_cvae, train_face_gan)
 from helpers.models.faces import AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN, FaceGANConfig
-from helpers.train import GifFrames, WallClock
+from helpers.train import GifFrames, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
 MODELS = ("celeba-cvae", "celeba-gan")
@@ -169,21 +169,13 @@ class ClipCondition:
 
 
 # ------------------------------------------------------------------------------------------ generator
-class PromptToFace:
+class PromptToFace(TrainedModel):
     """A trained face generator and its condition: prompt -> faces."""
 
     def __init__(self, model: FaceCVAE | FaceGAN, condition: AttributeCondition | ClipCondition, name: str,
                  history: list[dict] | None = None):
         self.model, self.condition, self.name = model.eval(), condition, name
         self.history = history or []
-
-    @property
-    def parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-    @property
-    def train_seconds(self) -> float:
-        return self.history[-1].get("train_seconds", float("nan")) if self.history else float("nan")
 
     def read(self, prompt: str) -> dict[str, bool]:
         wanted = read_prompt(prompt)
@@ -237,25 +229,6 @@ class PromptToFace:
         else:
             condition = AttributeCondition(checkpoint.state[key])
         return cls(model, condition, run_name(checkpoint.kind, condition.name), extra.get("history", []))
-
-
-def recorded_run(extra: dict, role: str, kind: str, retrain: str) -> Path:
-    """The run folder of a model another one was trained on (`extra[role + "_run"]`), refusing one that is gone
-    or changed since (`extra[role + "_sha256"]`): a generator means nothing on another CLIP's embeddings."""
-    run_dir = Path(extra[f"{role}_run"])
-    if not has_checkpoint(run_dir):
-        raise CourseError(f"this model was trained on the {kind} in {run_dir}, which is gone; retrain it with `{retrain}`")
-    if read_checkpoint(run_dir, kind).index["sha256"]["model"] != extra[f"{role}_sha256"]:
-        raise CourseError(f"the {kind} in {run_dir} changed since this model was trained on it; retrain it "
-                          f"with `{retrain}`")
-    return run_dir
-
-
-def record_run(run_dir: str | Path, role: str, kind: str) -> dict[str, str]:
-    """What `recorded_run` checks later: where the run is and the checksum of its weights."""
-    run_dir = Path(run_dir)
-    return {f"{role}_run": str(run_dir.resolve()),
-            f"{role}_sha256": read_checkpoint(run_dir, kind).index["sha256"]["model"]}
 
 
 def _recorded_clip(extra: dict, cfg: CourseConfig) -> ClipTextEncoder:

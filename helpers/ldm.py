@@ -21,21 +21,22 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 
-from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint
+from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, record_run, recorded_run
 from helpers.clip import ClipTextEncoder, face_data, load_or_train_clip
 from helpers.config import CourseConfig, seed_everything
 from helpers.data.captions import caption, captions_for, prompt_for
 from helpers.data.celeba import FaceSplits, to_float
 from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
 from helpers.errors import CourseError
-from helpers.faces import GRID_PROMPTS, MAX_PROMPT_CHARS, record_run, recorded_run
+from helpers.faces import GRID_PROMPTS, MAX_PROMPT_CHARS
 from helpers.models.autoencoder import Autoencoder, AutoencoderConfig, psnr
-from helpers.models.unet import UNet, UNetConfig, count_parameters
-from helpers.train import EMA, Checkpointing, Evaluate, GifFrames, ProgressBar, Trainer, WallClock, ema_weights
+from helpers.models.unet import UNet, UNetConfig
+from helpers.train import (EMA, Checkpointing, Evaluate, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock,
+                           ema_weights)
 from helpers.viz import labelled_grid
 
 AE_KIND, KIND = "ldm-autoencoder", "ldm"
@@ -160,10 +161,6 @@ def latent_scale(latents: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------------------ stage 2
-def text_condition(clip: ClipTextEncoder, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return clip.condition(list(texts))
-
-
 def null_like(condition: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """The "no text" condition of the same shapes: every token masked out (only the UNet's null token is left)
     and a zero pooled vector."""
@@ -189,26 +186,18 @@ def ldm_loss_fn(schedule: NoiseSchedule, clip: ClipTextEncoder, scale: float, p_
     return loss_fn
 
 
-class TextToFace:
+class TextToFace(TrainedModel):
     """A trained latent diffusion model with its autoencoder and CLIP: prompts -> faces in [-1, 1]."""
 
     def __init__(self, unet: UNet, autoencoder: Autoencoder, clip: ClipTextEncoder, schedule: NoiseSchedule,
                  scale: float, history: list[dict] | None = None, extra: dict | None = None):
-        self.unet, self.autoencoder, self.clip = unet.eval(), autoencoder.eval(), clip
+        self.model, self.autoencoder, self.clip = unet.eval(), autoencoder.eval(), clip
         self.schedule, self.scale = schedule, scale
         self.history, self.extra = history or [], extra or {}
 
     @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
-    def parameters(self) -> int:
-        return count_parameters(self.unet)
-
-    @property
-    def train_seconds(self) -> float:
-        return self.history[-1].get("train_seconds", float("nan")) if self.history else float("nan")
+    def unet(self) -> UNet:
+        return self.model
 
     def check(self, prompts: Sequence[str]) -> None:
         if isinstance(prompts, str):
@@ -237,7 +226,7 @@ class TextToFace:
         pooled = self.unet.config.pooled_dim > 0
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start:start + batch_size])
-            condition = text_condition(self.clip, chunk)
+            condition = self.clip.condition(chunk)
             condition = condition if pooled else condition[:2]
 
             def eps_fn(x, t, cond):
@@ -435,6 +424,3 @@ def reconstruction_grid(autoencoder: Autoencoder, images: torch.Tensor) -> torch
     return labelled_grid((torch.cat([real, recon]).cpu() + 1) / 2, ["faces", "decoded"], ncol=len(images), scale=2,
                          label_width=60)
 
-
-def describe(results: Mapping[str, float]) -> str:
-    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items())

@@ -20,17 +20,16 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint
+from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, record_run, recorded_run
 from helpers.clip import CaptionTokenizer, ClipTextEncoder
 from helpers.config import CourseConfig, seed_everything
 from helpers.data.sketches import SketchSplits, class_caption, load_sketches
 from helpers.errors import CourseError
-from helpers.faces import record_run, recorded_run
 from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.judge import DigitJudge, DigitJudgeConfig
 from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
 from helpers.text.encoders import cached_embeddings, load_text_encoder
-from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, WallClock
+from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
 KIND, JUDGE, CLIP_KIND = "sketch-cvae", "doodle-judge", "clip-sketch"
@@ -126,24 +125,12 @@ def condition_bank(encoder, captions: Sequence[str], cache_dir: Path) -> tuple[t
 
 
 # ------------------------------------------------------------------------------------------ generator
-class TextToSketch:
+class TextToSketch(TrainedModel):
     """A trained sketch CVAE with its text encoder: prompts -> sketches (ink probabilities in [0, 1])."""
 
     def __init__(self, model: SketchCVAE, encoder, history: list[dict] | None = None, extra: dict | None = None):
         self.model, self.encoder = model.eval(), encoder
         self.history, self.extra = history or [], extra or {}
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-    @property
-    def train_seconds(self) -> float:
-        return self.history[-1].get("train_seconds", float("nan")) if self.history else float("nan")
 
     def condition(self, prompts: Sequence[str]) -> torch.Tensor:
         texts = [check_prompt(p) for p in prompts]
@@ -210,12 +197,13 @@ def sketch_loss_fn(bank: torch.Tensor, caption_index: torch.Tensor, beta: float)
     return loss_fn
 
 
-def heldout_bce(model: SketchCVAE, data: SketchSplits, bank: torch.Tensor, index: torch.Tensor,
-                limit: int = 512) -> float:
-    """Reconstruction BCE (summed over pixels, mean per image) of held-out sketches through the mean of z."""
+HELDOUT_BCE_IMAGES = 512
+
+
+def heldout_bce(model: SketchCVAE, images: torch.Tensor, cond: torch.Tensor) -> float:
+    """Reconstruction BCE (summed over pixels, mean per image) of uint8 sketches through the mean of z."""
     device = next(model.parameters()).device
-    images = data.test_images[:limit].float().div(255).to(device)
-    cond = bank[index[:limit]].to(device)
+    images, cond = images.float().div(255).to(device), cond.to(device)
     with torch.no_grad():
         logits = model.decode(model.encode(images, cond)[0], cond)
         return float(F.binary_cross_entropy_with_logits(logits, images, reduction="sum") / len(images))
@@ -253,7 +241,8 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
     prompts = class_prompts(data.classes) if data.classes else list(dict.fromkeys(data.test_captions))[:6]
     gif_path = Path(gif_path) if gif_path else out / "training.gif"
     all_callbacks = [WallClock(), KLAnnealing(recipe.kl_warmup_epochs) if recipe.kl_warmup_epochs else None,
-                     Evaluate(lambda m: {"heldout_bce": heldout_bce(m, data, test_bank, test_index)}),
+                     Evaluate(lambda m: {"heldout_bce": heldout_bce(m, data.test_images[:HELDOUT_BCE_IMAGES],
+                                                                    test_bank[test_index[:HELDOUT_BCE_IMAGES]])}),
                      GifFrames(_gif_render(encoder, prompts), out / "frames", gif_path, every=recipe.gif_every),
                      Checkpointing(out, KIND, resume=resume, extra=extra), *callbacks]
     if progress:
@@ -340,10 +329,7 @@ def evaluate_sketches(sketch: TextToSketch, judge: DigitJudge, data: SketchSplit
     ms = 1000 * (time.perf_counter() - start) / len(texts)
     hits = judge_classes(judge, images) == labels
     per = {name: float(hits[labels == i].float().mean()) for i, name in enumerate(data.classes)}
-    test_cond = sketch.condition(data.test_captions[:512])
-    with torch.no_grad():
-        real = data.test_images[:512].float().div(255).to(sketch.device)
-        logits = sketch.model.decode(sketch.model.encode(real, test_cond)[0], test_cond)
-        bce = float(F.binary_cross_entropy_with_logits(logits, real, reduction="sum") / len(real))
+    bce = heldout_bce(sketch.model, data.test_images[:HELDOUT_BCE_IMAGES],
+                      sketch.condition(data.test_captions[:HELDOUT_BCE_IMAGES]))
     return {"class_accuracy": float(hits.float().mean()), "per_class": per, "n": len(texts), "heldout_bce": bce,
-            "bce_per_pixel": bce / real[0].numel(), "ms_per_sketch": ms, "images": images}
+            "bce_per_pixel": bce / data.test_images[0].numel(), "ms_per_sketch": ms, "images": images}

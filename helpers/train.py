@@ -25,6 +25,23 @@ class TrainingDiverged(CourseError):
     """The loss became NaN or infinite; the last checkpoint written before it is kept."""
 
 
+class TrainedModel:
+    """What every trained generator wrapper reports about its network `self.model` and its `self.history`."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def train_seconds(self) -> float:
+        """Training wall-clock (WallClock callback), NaN when the history does not say."""
+        return self.history[-1].get("train_seconds", float("nan")) if self.history else float("nan")
+
+
 class Callback:
     order = 0  # lower runs first
 
