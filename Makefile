@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lab clean
+.PHONY: setup demo test full lab clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: setup
 test: setup
 	COURSE_QUICK=1 $(PY) -m pytest tests
 	COURSE_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+# Every notebook in full mode, headless and in order (resumable: finished notebooks are skipped unless FORCE=1).
+# NOTEBOOKS="01 02" picks some; executed copies and timings.json go to outputs/executed/full/.
+full: setup
+	$(PY) scripts/run_notebooks.py $(if $(FORCE),--force) $(NOTEBOOKS)
 
 lab: setup
 	$(PY) -m pip install --quiet -e ".[lab]"

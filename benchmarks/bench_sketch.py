@@ -6,7 +6,8 @@
 2. Quality: the CVAE trained for `--epochs`, then the doodle judge (trained on the real doodles) reads
    `--per-class` samples of every class prompt; held-out reconstruction BCE.
 
-    COURSE_DATA=../shared/data COURSE_QUICK=1 python -m benchmarks.bench_sketch --epochs 10
+    COURSE_DATA=../shared/data COURSE_QUICK=1 COURSE_RUNS=runs/bench-sketch-all \
+        python -m benchmarks.bench_sketch --all-doodles --epochs 6 --per-class 100
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from benchmarks._common import write_results
 from helpers import sketch as sk
 from helpers.config import get_config
+from helpers.data.sketches import load_sketches
 from helpers.train import Callback
 from helpers.viz import labelled_grid, save_image
 
@@ -48,10 +50,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20, help="timed batches per throughput row")
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--text-encoder", default="auto", choices=sk.TEXT_ENCODERS)
+    parser.add_argument("--all-doodles", action="store_true",
+                        help="train on every local training doodle, not quick mode's 300 per class")
     args = parser.parse_args()
 
     cfg = get_config()
-    data = sk.sketch_data(cfg)
+    data = load_sketches(cfg) if args.all_doodles else sk.sketch_data(cfg)
     print(f"{cfg}\ndata {data}", flush=True)
     encoder, recorded = sk.load_sketch_encoder(cfg, args.text_encoder, data)
     results: dict = {"mode": cfg.mode, "data": data.source, "device": str(cfg.device), "text_encoder": encoder.name}

@@ -16,6 +16,7 @@ Mistakes (empty prompt, missing checkpoint, no data offline ...) print one line 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -51,9 +52,17 @@ def _run_dir(cfg, args) -> Path:
 
 def cmd_train(args) -> None:
     from helpers import digits
+    from helpers.errors import CourseError
+    from helpers.train import is_main_process
 
     cfg = _config(args)
     out = _run_dir(cfg, args)
+    if args.grad_accum is not None:
+        if args.grad_accum < 1:
+            raise CourseError(f"--grad-accum must be at least 1, got {args.grad_accum}")
+        os.environ["COURSE_GRAD_ACCUM"] = str(args.grad_accum)  # every Trainer of this run reads it
+    if not is_main_process():  # under a multi-process launcher only rank 0 talks (errors still reach stderr)
+        sys.stdout = open(os.devnull, "w")
     print(f"training {args.model} ({cfg}) -> {out}", flush=True)
     if args.model == "vae":
         trainer = digits.train_vae(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif)
@@ -401,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sketch-cvae: OpenAI's CLIP (needs the hub once), our CLIP trained on the sketch captions, "
                             "or auto (OpenAI's if it loads)")
     train.add_argument("--workers", type=int, default=0, help="sketch-cvae: data-loading worker processes")
+    train.add_argument("--grad-accum", type=int, default=None, metavar="N",
+                       help="average the gradients of N batches per optimizer step (effective batch = batch x "
+                            "processes x N); works under `accelerate launch` too")
     train.add_argument("--image-size", type=int, default=32, choices=(32, 64),
                        help="cifar-ddpm: train at 32x32 (CIFAR's size) or on images upscaled to 64x64")
     train.set_defaults(func=cmd_train)

@@ -51,6 +51,7 @@ class Recipe:
     width: int  # channels of the first conv layer; later layers double it
     latent_dim: int
     kl_warmup_epochs: int = 0  # 0 = full KL weight from the first step
+    beta: float = 1.0  # weight of the KL term (VAEs)
     gif_every: int = 1  # epochs between GIF frames
 
 
@@ -116,8 +117,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     # Notebook 07: the text-to-sketch CVAE at 128x128 (width = first conv's channels, latent_dim = z),
     # the CLIP trained on the sketch captions when OpenAI's is not available, and the doodle judge.
     "sketch-cvae": {
-        "quick": Recipe(epochs=4, batch_size=64, lr=2e-3, width=8, latent_dim=32, kl_warmup_epochs=1),
-        "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=64, kl_warmup_epochs=2, gif_every=2),
+        "quick": Recipe(epochs=3, batch_size=64, lr=2e-3, width=8, latent_dim=16, beta=2.0),
+        "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=16, beta=2.0, gif_every=2),
     },
     "clip-sketch": {
         "quick": Recipe(epochs=3, batch_size=64, lr=5e-4, width=16, latent_dim=64),

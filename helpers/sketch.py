@@ -34,7 +34,7 @@ from helpers.viz import labelled_grid
 
 KIND, JUDGE, CLIP_KIND = "sketch-cvae", "doodle-judge", "clip-sketch"
 TEXT_ENCODERS = ("auto", "openai-clip", "ours")
-QUICK_LIMIT_PER_CLASS = 500  # quick mode: 3,000 of the 16,200 local training doodles
+QUICK_LIMIT_PER_CLASS = 300  # quick mode: 1,800 of the 16,200 local training doodles
 GIF_SEEDS = 4
 JUDGE_SIZE = 28  # the judge reads sketches shrunk to 28x28 (Quick, Draw!'s own size)
 MAX_PROMPT_CHARS = 300
@@ -214,13 +214,14 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
                       data: SketchSplits | None = None, text_encoder: str = "auto", encoder=None,
                       recorded: dict | None = None, num_workers: int = 0, persistent_workers: bool = False,
                       pin_memory: bool | None = None, amp: bool = True, grad_clip: float | None = 1.0,
-                      beta: float = 1.0, callbacks: Sequence = (), **recipe_overrides) -> TextToSketch:
+                      beta: float | None = None, callbacks: Sequence = (), **recipe_overrides) -> TextToSketch:
     """Train the text-to-sketch CVAE into `out` (default runs/sketch-cvae).
 
     The training features notebook 07 measures are arguments: `num_workers`, `persistent_workers`, `pin_memory`
     (default: on CUDA), `amp` (mixed precision, CUDA only) and `grad_clip`.
     """
     recipe = cfg.recipe(KIND, epochs=epochs, **recipe_overrides)
+    beta = recipe.beta if beta is None else beta
     out = Path(out or cfg.run_dir(KIND))
     data = data or sketch_data(cfg)
     if encoder is None:
@@ -236,6 +237,7 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
     seed_everything(cfg.seed)
     model = SketchCVAE(SketchCVAEConfig(cond_dim=bank.shape[1], image_size=data.image_size,
                                         latent_dim=recipe.latent_dim, width=recipe.width))
+    model.set_text_statistics(bank[index])
     extra = {"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source, "encoder_name": encoder.name,
              "beta": beta, **recorded}
     prompts = class_prompts(data.classes) if data.classes else list(dict.fromkeys(data.test_captions))[:6]

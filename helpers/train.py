@@ -5,9 +5,18 @@
 The loop itself only moves batches, computes the loss the model's `loss_fn` returns, refuses to continue
 on a NaN/inf loss, and keeps per-epoch averages in `history`. Progress bars, KL annealing, held-out
 evaluation, GIF frames, the EMA of the weights and checkpoints/resume are callbacks, so notebooks 01-02 and the CLI share it.
+
+Several processes (`accelerate launch`, `torchrun`, `srun`): when the launcher sets WORLD_SIZE > 1, the same loop
+runs in every process. `accelerate` sets up the process group and picks each process's device; the model is
+wrapped in DistributedDataParallel (gradients averaged across processes during backward), every process reads
+its own shard of each epoch's shuffled order, and only the main process (rank 0) writes checkpoints, frames and
+progress. Each process takes `batch_size` images per step, so the effective batch is
+batch_size x processes x grad_accum (see the README on scaling the learning rate).
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -15,10 +24,44 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, save_checkpoint
 from helpers.errors import CourseError
+
+
+def world_size() -> int:
+    """How many processes the launcher started (1 when run as a plain script or notebook)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """True in a single process and in rank 0 of a distributed run: the process that writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _accelerator():
+    """The accelerate state of a multi-process launch (created once per process)."""
+    try:
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+    except ImportError as error:  # pragma: no cover - a dependency of the course
+        raise CourseError("multi-process training needs accelerate: pip install accelerate") from error
+    # Some losses leave parameters out of a step (a GAN's two players, a class head): DDP must not wait for them.
+    # cpu=True when there is no GPU: accelerate then sets up a multi-CPU (gloo) run instead of a single process.
+    return Accelerator(cpu=not torch.cuda.is_available(),
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+class _LossStep(torch.nn.Module):
+    """The model and its loss function as one module, so DistributedDataParallel sees the whole forward pass
+    (loss functions call model methods such as `model.loss(...)`, which a plain DDP wrapper would bypass)."""
+
+    def __init__(self, trainer: "Trainer", model: torch.nn.Module):
+        super().__init__()
+        self.model, self._trainer = model, [trainer]  # a list: not registered as a submodule
+
+    def forward(self, batch):
+        return self._trainer[0].loss_fn(self._trainer[0], batch)
 
 
 class TrainingDiverged(CourseError):
@@ -64,8 +107,14 @@ class Trainer:
                  batch_size: int, lr: float, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
                  seed: int = 0, grad_clip: float | None = None, weight_decay: float = 0.0, num_workers: int = 0,
                  channels_last: bool = False, pin_memory: bool | None = None, persistent_workers: bool = False,
-                 amp: bool = True):
-        self.device = torch.device(device)
+                 amp: bool = True, grad_accum: int | None = None):
+        self.world_size, self.rank = world_size(), int(os.environ.get("RANK", "0"))
+        self.accelerator = _accelerator() if self.world_size > 1 else None
+        if self.accelerator and self.accelerator.num_processes != self.world_size:
+            raise CourseError(f"the launcher started {self.world_size} processes but accelerate sees "
+                              f"{self.accelerator.num_processes}: launch with `accelerate launch --multi_gpu` or torchrun")
+        # Under a launcher each process takes the device accelerate assigns it (its local GPU, or the CPU).
+        self.device = self.accelerator.device if self.accelerator else torch.device(device)
         # channels_last stores images as (B, H, W, C) in memory: convolutions run ~25% faster on CPU and use
         # the tensor cores' layout on GPU. Only the memory order changes, never a number.
         self.channels_last = channels_last
@@ -87,6 +136,27 @@ class Trainer:
         if amp and self.device.type == "cuda":  # mixed precision only on CUDA: bf16/fp16 on CPU is many times slower
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        # Gradient accumulation: average the gradients of `grad_accum` batches before each optimizer step
+        # (COURSE_GRAD_ACCUM or `python -m helpers train ... --grad-accum N` set it for every model).
+        self.grad_accum = int(os.environ.get("COURSE_GRAD_ACCUM", "1") if grad_accum is None else grad_accum)
+        if self.grad_accum < 1:
+            raise CourseError(f"grad_accum must be at least 1, got {self.grad_accum}")
+        self._micro = 0
+        self._step_module = _LossStep(self, self.model)
+        if self.accelerator:
+            self._step_module = self.accelerator.prepare_model(self._step_module)  # DDP; the device is set above
+            if self.is_main_process:
+                print(f"distributed: {self.world_size} processes on {self.device.type}, batch {batch_size} per process"
+                      f" x {self.grad_accum} accumulation = effective batch "
+                      f"{batch_size * self.world_size * self.grad_accum}", flush=True)
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.world_size * self.grad_accum
 
     def _call(self, event: str) -> None:
         for callback in self.callbacks:
@@ -99,19 +169,36 @@ class Trainer:
         # The sampler owns that generator (the DataLoader draws its workers' seeds from another one), so the order
         # is the same with or without worker processes, persistent or not.
         if self.persistent_workers and getattr(self, "_loader", None) is not None:
-            self._sampler.generator = order  # the same workers, this epoch's order
+            self._set_order(epoch, order)  # the same workers, this epoch's order
             return self._loader
-        self._sampler = RandomSampler(self.train_data, generator=order)
+        if self.world_size > 1:  # every process shuffles with the same seed and reads every world_size-th item
+            self._sampler = DistributedSampler(self.train_data, num_replicas=self.world_size, rank=self.rank,
+                                               shuffle=True, seed=self.seed, drop_last=True)
+            self._sampler.set_epoch(epoch)
+        else:
+            self._sampler = RandomSampler(self.train_data, generator=order)
         self._loader = DataLoader(self.train_data, batch_size=self.batch_size, sampler=self._sampler,
                                   generator=torch.Generator().manual_seed(self.seed),
                                   drop_last=len(self.train_data) > self.batch_size, num_workers=self.num_workers,
                                   pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
         return self._loader
 
+    def _set_order(self, epoch: int, order: torch.Generator) -> None:
+        if isinstance(self._sampler, DistributedSampler):
+            self._sampler.set_epoch(epoch)
+        else:
+            self._sampler.generator = order
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches one process reads per epoch."""
+        size = len(self.train_data) // self.world_size
+        return size // self.batch_size if len(self.train_data) > self.batch_size else -(-size // self.batch_size)
+
     @property
     def steps_per_epoch(self) -> int:
-        size, drop_last = len(self.train_data), len(self.train_data) > self.batch_size
-        return size // self.batch_size if drop_last else -(-size // self.batch_size)
+        """Optimizer steps per epoch (fewer than batches with gradient accumulation)."""
+        return max(1, self.batches_per_epoch // self.grad_accum)
 
     def fit(self) -> list[dict[str, float]]:
         self._call("before_fit")
@@ -135,6 +222,8 @@ class Trainer:
                     break
         finally:
             self._call("after_fit")
+            if self.accelerator:  # the others wait until rank 0 has written its last checkpoint and figures
+                self.accelerator.wait_for_everyone()
         return self.history
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -144,20 +233,27 @@ class Trainer:
         return tensor
 
     def _one_step(self, sums: dict[str, float]) -> None:
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            terms = self.loss_fn(self, self.batch)
-        loss = terms["loss"]
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step + 1}; "
-                                   "training stopped and the last good checkpoint was kept: lower the learning rate")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.step += 1
+        self._micro += 1
+        last = self._micro % self.grad_accum == 0  # the batch that completes an accumulation and steps
+        # Between accumulation steps, DDP need not average gradients yet (no_sync): they are summed locally.
+        sync = contextlib.nullcontext() if last or not self.accelerator else self._step_module.no_sync()
+        with sync:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                terms = self._step_module(self.batch)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step + 1}; "
+                                       "training stopped and the last good checkpoint was kept: lower the learning rate")
+            self.scaler.scale(loss / self.grad_accum).backward()
+        if last:
+            if self.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
         self.batch_logs = {k: float(v.detach()) for k, v in terms.items()}
         for key, value in self.batch_logs.items():
             sums[key] += value
@@ -176,7 +272,7 @@ class ProgressBar(Callback):
 
         # mininterval + refresh=False: redraw at most twice a second; a redraw per batch floods a notebook's
         # message channel (and nbval's output reader) with thousands of widget updates.
-        self.bar = tqdm(total=trainer.steps_per_epoch, desc=f"epoch {trainer.epoch + 1}/{trainer.epochs}",
+        self.bar = tqdm(total=trainer.batches_per_epoch, disable=not trainer.is_main_process, desc=f"epoch {trainer.epoch + 1}/{trainer.epochs}",
                         leave=False, mininterval=0.5)
 
     def after_batch(self, trainer: Trainer) -> None:
@@ -186,7 +282,7 @@ class ProgressBar(Callback):
 
     def after_epoch(self, trainer: Trainer) -> None:
         self.bar.close()
-        if self.print_epochs:
+        if self.print_epochs and trainer.is_main_process:
             record = trainer.history[-1]
             print(f"epoch {record['epoch']:>3}/{trainer.epochs}  " +
                   "  ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"), flush=True)
@@ -278,6 +374,8 @@ class GifFrames(Callback):
     def after_epoch(self, trainer: Trainer) -> None:
         from helpers.viz import save_image, titled
 
+        if not trainer.is_main_process:
+            return
         if trainer.epoch == 0 and self.frames_dir.exists():
             shutil.rmtree(self.frames_dir)  # a fresh run starts a fresh animation; a resumed one continues it
         if (trainer.epoch + 1) % self.every and trainer.epoch + 1 != trainer.epochs:
@@ -290,6 +388,8 @@ class GifFrames(Callback):
     def after_fit(self, trainer: Trainer) -> None:
         from helpers.viz import write_gif
 
+        if not trainer.is_main_process:
+            return
         frames = sorted(self.frames_dir.glob("epoch_*.png")) if self.frames_dir.exists() else []
         if self.gif_path and frames:
             write_gif(frames, self.gif_path, fps=self.fps)
@@ -372,7 +472,10 @@ class Checkpointing(Callback):
             print(f"{self.run_dir} already holds {trainer.start_epoch} epochs; nothing to resume (raise --epochs)")
 
     def after_epoch(self, trainer: Trainer) -> None:
-        extra = {**self.extra, "history": trainer.history, "epochs_planned": trainer.epochs}
+        if not trainer.is_main_process:  # every process holds the same weights; one writes them
+            return
+        extra = {**self.extra, "history": trainer.history, "epochs_planned": trainer.epochs,
+                 "processes": trainer.world_size, "effective_batch_size": trainer.effective_batch_size}
         tensors = dict(self.extra_tensors or {})
         for callback in trainer.callbacks:
             if hasattr(callback, "state_tensors"):

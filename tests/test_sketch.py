@@ -24,7 +24,7 @@ def tiny_sketches() -> SketchSplits:
 @pytest.fixture(scope="module")
 def tiny_cfg(quick_cfg, tmp_path_factory):
     saved = {k: RECIPES[k]["quick"] for k in ("sketch-cvae", "clip-sketch", "doodle-judge")}
-    RECIPES["sketch-cvae"]["quick"] = Recipe(epochs=3, batch_size=32, lr=3e-3, width=8, latent_dim=8)
+    RECIPES["sketch-cvae"]["quick"] = Recipe(epochs=12, batch_size=32, lr=3e-3, width=8, latent_dim=8)
     RECIPES["clip-sketch"]["quick"] = Recipe(epochs=1, batch_size=32, lr=5e-4, width=8, latent_dim=16)
     RECIPES["doodle-judge"]["quick"] = Recipe(epochs=15, batch_size=32, lr=2e-3, width=16, latent_dim=0)
     yield replace(quick_cfg, runs_dir=tmp_path_factory.mktemp("sketch-runs"),

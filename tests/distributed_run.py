@@ -1,0 +1,51 @@
+"""Run by tests/test_distributed.py under `accelerate launch --multi_gpu --num_processes 2` (not collected by pytest).
+
+It runs the real CLI (`python -m helpers train <model> ...`) in every process, and records for the test what each
+rank did: its final weights, and every checkpoint and image it wrote.
+
+    python tests/distributed_run.py RECORD_DIR train vae --epochs 1 --out runs/ddp-vae
+"""
+import json
+import os
+import sys
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+import helpers.train as train
+import helpers.viz as viz
+from helpers.__main__ import main
+
+record_dir, argv = Path(sys.argv[1]), sys.argv[2:]
+rank = int(os.environ.get("RANK", "0"))
+writes: list[str] = []
+trainers: list = []
+
+original_save, original_image, original_fit = train.save_checkpoint, viz.save_image, train.Trainer.fit
+
+
+def save_checkpoint(run_dir, *args, **kwargs):
+    writes.append(f"checkpoint {run_dir}")
+    return original_save(run_dir, *args, **kwargs)
+
+
+def save_image(image, path, *args, **kwargs):
+    writes.append(f"image {path}")
+    return original_image(image, path, *args, **kwargs)
+
+
+def fit(self):
+    trainers.append(self)
+    return original_fit(self)
+
+
+train.save_checkpoint, viz.save_image, train.Trainer.fit = save_checkpoint, save_image, fit
+code = main(argv)
+record_dir.mkdir(parents=True, exist_ok=True)
+model = trainers[-1].model
+save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+          str(record_dir / f"weights-rank{rank}.safetensors"))
+(record_dir / f"rank{rank}.json").write_text(json.dumps({
+    "code": code, "writes": writes, "world_size": trainers[-1].world_size, "steps": trainers[-1].step,
+    "batch_size": trainers[-1].batch_size, "effective_batch_size": trainers[-1].effective_batch_size}))
+sys.exit(code)

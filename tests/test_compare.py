@@ -1,0 +1,51 @@
+"""Notebook 08's comparison: inventory of checkpoints, missing models with their commands, measuring, grids."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from helpers import compare
+from helpers.digits import train_text_cvae, train_vae
+from helpers.errors import CourseError
+
+
+def test_empty_runs_lists_every_model_with_its_command(quick_cfg, tmp_path):
+    cfg = replace(quick_cfg, runs_dir=tmp_path)
+    rows = compare.inventory(cfg)
+    assert [r["model"] for r in rows] == [e.name for e in compare.ENTRIES]
+    assert not any(r["found"] for r in rows)
+    lines = compare.missing(rows)
+    assert "celeba-gan-clip (notebook 04): python -m helpers train celeba-gan --condition clip" in lines
+    assert any(line.startswith("sketch-cvae (notebook 07): python -m helpers train sketch-cvae") for line in lines)
+    assert "missing: `python -m helpers train ldm`" in compare.inventory_table(rows)
+    with pytest.raises(CourseError, match="train it with `python -m helpers train cifar-ddpm`"):
+        compare.load(cfg, "cifar-ddpm")
+    with pytest.raises(CourseError, match="unknown model"):
+        compare.entry("gpt")
+
+
+@pytest.mark.slow
+def test_trained_digit_models_are_found_measured_drawn_and_reported(quick_cfg, bank, tmp_path):
+    cfg = replace(quick_cfg, runs_dir=tmp_path / "runs")
+    train_vae(cfg, epochs=1, progress=False, gif_path=tmp_path / "vae.gif")
+    train_text_cvae(cfg, epochs=2, progress=False, gif_path=tmp_path / "cvae.gif", bank=bank)
+    rows = {r["model"]: r for r in compare.inventory(cfg)}
+    assert rows["vae"]["found"] and rows["text-cvae"]["found"] and not rows["ldm"]["found"]
+    assert rows["vae"]["epochs"] == 1 and rows["text-cvae"]["epochs"] == 2
+    assert rows["vae"]["parameters"] > 10_000 and "test_loss" in rows["vae"]["heldout"]
+    loaded = {name: compare.load(cfg, name) for name in ("vae", "text-cvae")}
+    measured = {name: compare.measure(cfg, name, model, n=2) for name, model in loaded.items()}
+    assert 50 < measured["vae"]["value"] < 400  # BCE + KL per digit after one epoch
+    assert 0.0 <= measured["text-cvae"]["value"] <= 1.0 and measured["text-cvae"]["ms_per_sample"] > 0
+    grid, prompts = compare.side_by_side(cfg, "digits", loaded)
+    assert len(prompts) == 6 and grid.shape[0] == 3 and grid.shape[1] > 2 * 28  # two rows of six digits
+    faces, _ = compare.side_by_side(cfg, "faces", loaded)
+    assert faces is None  # no face model trained
+    images = compare.draw("text-cvae", loaded["text-cvae"], prompts)
+    assert images.shape == (6, 3, 28, 28) and 0 <= images.min() and images.max() <= 1
+    report = compare.write_report(tmp_path / "out" / "comparison.md", list(rows.values()), measured,
+                                  {"digits": "compare_digits.png"})
+    text = report.read_text()
+    assert "| text-cvae | 02 |" in text and "prompt accuracy" in text and "python -m helpers train ldm" in text
+    assert "![digits](compare_digits.png)" in text
+    assert not list(report.parent.glob(".*tmp*"))  # nothing half-written left behind
