@@ -300,7 +300,8 @@ def measured_table(rows: list[dict], measured: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: str | Path, rows: list[dict], measured: dict[str, dict], grids: dict[str, str]) -> Path:
+def write_report(path: str | Path, rows: list[dict], measured: dict[str, dict], grids: dict[str, str],
+                 problems: dict[str, str] | None = None) -> Path:
     """The comparison as one Markdown file (tables + links to the grids), written atomically."""
     from helpers.checkpoint import _write_atomic
 
@@ -309,6 +310,8 @@ def write_report(path: str | Path, rows: list[dict], measured: dict[str, dict], 
              inventory_table(rows), "", "## Measured now", "", measured_table(rows, measured), ""]
     if missing(rows):
         parts += ["## Missing (train them with)", ""] + [f"- {line}" for line in missing(rows)] + [""]
+    if problems:
+        parts += ["## Found but not measured", ""] + [f"- {name}: {why}" for name, why in problems.items()] + [""]
     for domain, image in grids.items():
         parts += [f"## {domain}: {', '.join(domain_prompts(domain))}", "", f"![{domain}]({image})", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
