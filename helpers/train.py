@@ -179,7 +179,7 @@ class Trainer:
             self._sampler = RandomSampler(self.train_data, generator=order)
         self._loader = DataLoader(self.train_data, batch_size=self.batch_size, sampler=self._sampler,
                                   generator=torch.Generator().manual_seed(self.seed),
-                                  drop_last=len(self.train_data) > self.batch_size, num_workers=self.num_workers,
+                                  drop_last=self._drop_last, num_workers=self.num_workers,
                                   pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
         return self._loader
 
@@ -190,10 +190,15 @@ class Trainer:
             self._sampler.generator = order
 
     @property
+    def _drop_last(self) -> bool:
+        """Drop a short last batch, unless one process's share of the data is smaller than a batch."""
+        return len(self.train_data) // self.world_size > self.batch_size
+
+    @property
     def batches_per_epoch(self) -> int:
         """Batches one process reads per epoch."""
         size = len(self.train_data) // self.world_size
-        return size // self.batch_size if len(self.train_data) > self.batch_size else -(-size // self.batch_size)
+        return size // self.batch_size if self._drop_last else -(-size // self.batch_size)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -214,6 +219,8 @@ class Trainer:
                     self._one_step(sums)
                     batches += 1
                     self._call("after_batch")
+                    if self.accelerator:  # stop together: a rank leaving alone would hang the others' all-reduce
+                        self._agree_to_stop()
                     if self.stop_training:
                         break
                 self.history.append({"epoch": self.epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}})
@@ -225,6 +232,12 @@ class Trainer:
             if self.accelerator:  # the others wait until rank 0 has written its last checkpoint and figures
                 self.accelerator.wait_for_everyone()
         return self.history
+
+    def _agree_to_stop(self) -> None:
+        """Any rank's callback asking to stop (e.g. a TimeBudget whose clock ran out first) stops every rank."""
+        flag = torch.tensor([float(self.stop_training)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self.stop_training = bool(flag.item())
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.to(self.device, non_blocking=True)

@@ -28,9 +28,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+def _launch(tmp_path: Path, *argv: str, **extra_env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COURSE_QUICK": "1", "COURSE_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), **extra_env}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(_free_port()), str(ROOT / "tests" / "distributed_run.py"),
@@ -62,6 +62,16 @@ def test_two_processes_step_in_sync_and_only_rank0_writes(tmp_path):
     for name, value in checkpoint.weights.items():  # the checkpoint holds those weights
         assert torch.equal(value, weights[0][name]), name
     assert result.stdout.count("training vae") == 1  # the CLI's own lines come from rank 0 only
+
+
+@pytest.mark.slow
+def test_a_stop_asked_by_one_rank_stops_every_rank(tmp_path):
+    # Rank 1 alone asks to stop after 5 batches; without agreement rank 0 would wait forever in the next all-reduce.
+    result = _launch(tmp_path, "train", "vae", "--epochs", "2", "--out", str(tmp_path / "runs" / "stop"),
+                     STOP_RANK1_AFTER="5")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "record" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 5
 
 
 def _tiny_trainer(batch_size: int, grad_accum: int) -> Trainer:
