@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from helpers.train import Callback
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -32,3 +34,25 @@ def stopwatch(record: dict, key: str):
     yield
     record[f"{key}_s"] = round(time.perf_counter() - wall, 1)
     record[f"{key}_cpu_s"] = round(time.process_time() - cpu, 1)
+
+
+class Stopwatch(Callback):
+    """Training images/s over `batches` batches after `warmup` ones (CUDA synchronised), then stop the run."""
+
+    def __init__(self, warmup: int, batches: int):
+        self.warmup, self.batches = warmup, batches
+
+    def before_fit(self, trainer) -> None:
+        self.count, self.start, self.rate = 0, None, float("nan")
+
+    def after_batch(self, trainer) -> None:
+        self.count += 1
+        if self.count == self.warmup:
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.start = time.perf_counter()
+        if self.count == self.warmup + self.batches:
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.rate = self.batches * trainer.batch_size / (time.perf_counter() - self.start)
+            trainer.stop_training = True

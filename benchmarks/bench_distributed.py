@@ -19,7 +19,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def child(model_name: str, batches: int, out: Path) -> None:
     """One process of the measurement (rank from the launcher's environment)."""
     from helpers.config import get_config, seed_everything
-    from helpers.train import Callback, Trainer
+    from benchmarks._common import Stopwatch
+    from helpers.train import Trainer
 
     cfg = get_config()
     seed_everything(cfg.seed)
@@ -52,19 +52,7 @@ def child(model_name: str, batches: int, out: Path) -> None:
         model = SketchCVAE(SketchCVAEConfig(cond_dim=bank.shape[1], latent_dim=recipe.latent_dim, width=recipe.width))
         loss_fn, data = sk.sketch_loss_fn(bank, index, recipe.beta), sketches.train_set()
 
-    class Stopwatch(Callback):
-        def before_fit(self, trainer):
-            self.count, self.start, self.rate = 0, None, None
-
-        def after_batch(self, trainer):
-            self.count += 1
-            if self.count == 3:
-                self.start = time.perf_counter()
-            if self.count == 3 + batches:
-                self.rate = batches * trainer.batch_size / (time.perf_counter() - self.start)
-                trainer.stop_training = True
-
-    watch = Stopwatch()
+    watch = Stopwatch(warmup=3, batches=batches)
     trainer = Trainer(model, loss_fn, data, epochs=100, batch_size=recipe.batch_size, lr=recipe.lr,
                       device=cfg.device, callbacks=[watch], seed=cfg.seed)
     trainer.fit()

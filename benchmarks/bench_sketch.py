@@ -16,32 +16,11 @@ import time
 
 import torch
 
-from benchmarks._common import write_results
+from benchmarks._common import Stopwatch, write_results
 from helpers import sketch as sk
 from helpers.config import get_config
 from helpers.data.sketches import load_sketches
-from helpers.train import Callback
 from helpers.viz import labelled_grid, save_image
-
-
-class Stopwatch(Callback):
-    def __init__(self, warmup: int, batches: int):
-        self.warmup, self.batches = warmup, batches
-
-    def before_fit(self, trainer) -> None:
-        self.count, self.start, self.rate = 0, None, float("nan")
-
-    def after_batch(self, trainer) -> None:
-        self.count += 1
-        if self.count == self.warmup:
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize()
-            self.start = time.perf_counter()
-        if self.count == self.warmup + self.batches:
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize()
-            self.rate = self.batches * trainer.batch_size / (time.perf_counter() - self.start)
-            trainer.stop_training = True
 
 
 def main() -> None:

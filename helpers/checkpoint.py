@@ -57,8 +57,12 @@ def _write_atomic(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    _write_atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    _write_atomic(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:

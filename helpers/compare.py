@@ -244,25 +244,16 @@ def measure(cfg: CourseConfig, name: str, model, *, n: int = 8, seed: int = 0) -
         from helpers import faces, ldm
         from helpers.clip import face_data
 
-        data = face_data(cfg)
-        judge, accuracy = faces.load_or_train_face_judge(cfg, data)
+        judge, accuracy = faces.load_or_train_face_judge(cfg, face_data(cfg))
         judged = faces.reliable(accuracy)
-        prompts = ldm.single_attribute_prompts(judged)
-        if not prompts:
-            raise CourseError("the face judge reads no prompted attribute reliably; train it longer "
-                              "(`python -m helpers train face-judge`)")
-        texts = [p for p in prompts for _ in range(n)]
-        specs = [prompts[p] for p in texts]
-        start = time.perf_counter()
         if name == "ldm":
-            images = model.generate(texts, seed=seed)
+            draw = lambda texts: model.generate(texts, seed=seed)  # noqa: E731
         else:
-            images = torch.cat([model(p, n=n, seed=seed)[0] for p in prompts])
-        seconds = time.perf_counter() - start
-        value, _ = faces.prompted_accuracy(judge, images, specs, judged)
-        return {"metric": "prompted-attribute accuracy, single-attribute prompts", "value": value,
-                "judge": sum(accuracy[a] for a in judged) / len(judged), "ms_per_sample": 1000 * seconds / len(texts),
-                "seconds": round(seconds, 1)}
+            draw = lambda texts: model.sample(model.condition.from_prompts(texts, seed), seed)  # noqa: E731
+        result = ldm.single_attribute_accuracy(draw, judge, judged, per_prompt=n)
+        return {"metric": "prompted-attribute accuracy, single-attribute prompts",
+                "value": result["attribute_accuracy"], "judge": sum(accuracy[a] for a in judged) / len(judged),
+                "ms_per_sample": result["ms_per_image"], "seconds": round(result["ms_per_image"] * result["n"] / 1000, 1)}
     if name == "cifar-ddpm":
         from helpers import cifar
         from helpers.cifar_judge import load_or_train_cifar_judge
@@ -303,7 +294,7 @@ def measured_table(rows: list[dict], measured: dict[str, dict]) -> str:
 def write_report(path: str | Path, rows: list[dict], measured: dict[str, dict], grids: dict[str, str],
                  problems: dict[str, str] | None = None) -> Path:
     """The comparison as one Markdown file (tables + links to the grids), written atomically."""
-    from helpers.checkpoint import _write_atomic
+    from helpers.checkpoint import write_text_atomic
 
     path = Path(path)
     parts = ["# Every model of the course, side by side", "", "## What the checkpoints say", "",
@@ -315,5 +306,5 @@ def write_report(path: str | Path, rows: list[dict], measured: dict[str, dict], 
     for domain, image in grids.items():
         parts += [f"## {domain}: {', '.join(domain_prompts(domain))}", "", f"![{domain}]({image})", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, lambda tmp: Path(tmp).write_text("\n".join(parts)))
+    write_text_atomic(path, "\n".join(parts))
     return path

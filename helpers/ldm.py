@@ -355,10 +355,10 @@ def single_attribute_prompts(judged: Sequence[str]) -> dict[str, dict[str, bool]
     return {prompt_for(spec): spec for spec in wanted}
 
 
-def attribute_accuracy(ldm: TextToFace, judge, judged: Sequence[str], *, per_prompt: int = 16,
-                       guidance: float = 3.0, steps: int = 50, sampler: str = "ddim", seed: int = 0) -> dict:
-    """Prompted-attribute accuracy on single-attribute prompts: the share of samples the judge reads as
-    showing what the prompt asked for (per prompt and the mean over prompts)."""
+def single_attribute_accuracy(draw, judge, judged: Sequence[str], *, per_prompt: int = 16) -> dict:
+    """Prompted-attribute accuracy on single-attribute prompts for any face generator: `draw(texts)` returns one
+    face in [-1, 1] per prompt; the result is the share of faces the judge reads as showing what the prompt asked
+    for (per prompt and the mean over prompts), and the drawing time."""
     from helpers.faces import prompted_accuracy
 
     prompts = single_attribute_prompts(judged)
@@ -367,15 +367,23 @@ def attribute_accuracy(ldm: TextToFace, judge, judged: Sequence[str], *, per_pro
                           "(`python -m helpers train face-judge`)")
     texts = [p for p in prompts for _ in range(per_prompt)]
     start = time.perf_counter()
-    images = ldm.generate(texts, guidance=guidance, steps=steps, sampler=sampler, seed=seed)
+    images = draw(texts)
     seconds = time.perf_counter() - start
     per = {}
     for i, (prompt, spec) in enumerate(prompts.items()):
         per[prompt] = prompted_accuracy(judge, images[i * per_prompt:(i + 1) * per_prompt], [spec] * per_prompt,
                                         judged)[0]
     return {"attribute_accuracy": sum(per.values()) / len(per), "per_prompt": per, "n": len(texts),
-            "guidance": guidance, "sampler": f"{sampler}-{steps}", "ms_per_image": 1000 * seconds / len(texts),
-            "images": images}
+            "ms_per_image": 1000 * seconds / len(texts), "images": images}
+
+
+def attribute_accuracy(ldm: TextToFace, judge, judged: Sequence[str], *, per_prompt: int = 16,
+                       guidance: float = 3.0, steps: int = 50, sampler: str = "ddim", seed: int = 0) -> dict:
+    """`single_attribute_accuracy` of the latent diffusion model at one guidance scale, sampler and step count."""
+    result = single_attribute_accuracy(
+        lambda texts: ldm.generate(texts, guidance=guidance, steps=steps, sampler=sampler, seed=seed),
+        judge, judged, per_prompt=per_prompt)
+    return {**result, "guidance": guidance, "sampler": f"{sampler}-{steps}"}
 
 
 def real_attribute_rates(judge, judged: Sequence[str], data: FaceSplits) -> dict[str, float]:

