@@ -7,12 +7,18 @@ Notation (Ho et al. 2020; Song et al. 2021), with t = 0 .. T-1 and images scaled
     forward  q(x_t | x_0)    = N( sqrt(abar_t) x_0 , (1 - abar_t) I )       -> `NoiseSchedule.add_noise`
     training                   || eps - eps_theta(x_t, t) ||^2  with t ~ U{0..T-1}, eps ~ N(0, I)
     x_0 from eps               x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)
+    v-prediction               v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho 2022): the network's
+                               target stays of unit size at every noise level, where eps is trivial at high noise
+    min-SNR-gamma weighting    per-step loss weight min(SNR_t, gamma) / (SNR_t [+ 1 for v]), SNR_t = abar/(1 - abar)
+                               (Hang et al. 2023): the easy low-noise steps stop dominating the gradient
     DDPM step  t -> s (< t)    x_s = c0 x0_hat + ct x_t + sigma z,  posterior q(x_s | x_t, x0_hat)
     DDIM step  t -> s          x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z,
                                sigma = eta * sqrt((1 - abar_s)/(1 - abar_t) * (1 - abar_t/abar_s));  eta = 0: deterministic
 
-This module knows nothing of networks: a sampler receives `eps_fn(x_t, t) -> eps_hat`. Classifier-free
-guidance is such a function too (`guided`): eps_u + w (eps_c - eps_u), both halves in one batched call.
+This module knows nothing of networks: a sampler receives `model_fn(x_t, t) -> output`, where the output is what
+the schedule's `prediction` names ("epsilon" or "v"; `NoiseSchedule.split` turns it into x0_hat and eps_hat).
+Classifier-free guidance is such a function too (`guided`): out_u + w (out_c - out_u), both halves in one batched
+call (the same formula for eps and v: each is linear in the other at a fixed x_t).
 Our steps match diffusers' DDPMScheduler / DDIMScheduler (tests/test_diffusion.py checks it number for number).
 """
 from __future__ import annotations
@@ -26,8 +32,9 @@ import torch.nn.functional as F
 
 from helpers.errors import CourseError
 
-EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> the network's output
 SCHEDULES = ("linear", "cosine")
+PREDICTIONS = ("epsilon", "v")
 SAMPLERS = ("ddpm", "ddim")
 
 
@@ -47,36 +54,82 @@ def cosine_betas(steps: int, offset: float = 0.008, max_beta: float = 0.999) -> 
                         dtype=torch.float64)
 
 
+def shift_alphas_cumprod(alphas_cumprod: torch.Tensor, shift: float) -> torch.Tensor:
+    """Divide every step's signal-to-noise ratio by shift^2 (Hoogeboom et al. 2023, "simple diffusion").
+
+    A schedule is tuned for one resolution: neighbouring pixels average noise away, so a large image keeps more of
+    its content at the same SNR than a small one. shift > 1 adds noise (images larger than the schedule was made
+    for), shift < 1 removes some (smaller ones: the 16x16 icons of quick mode)."""
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    shifted = snr / shift ** 2
+    return shifted / (1 + shifted)
+
+
 @dataclass
 class NoiseSchedule:
-    """The fixed numbers of a diffusion process (no learnt parameters). Kept in float64, used in the images' dtype."""
+    """The fixed numbers of a diffusion process (no learnt parameters). Kept in float64, used in the images' dtype.
+
+    `prediction` names what the network outputs ("epsilon": the noise; "v": sqrt(abar) eps - sqrt(1 - abar) x0),
+    as diffusers' schedulers' `prediction_type` does; `shift` rescales the SNR of every step (1 = as published)."""
 
     steps: int = 1000
     kind: str = "linear"
+    prediction: str = "epsilon"
+    shift: float = 1.0
 
     def __post_init__(self):
         if self.kind not in SCHEDULES:
             raise CourseError(f"unknown noise schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.prediction not in PREDICTIONS:
+            raise CourseError(f"unknown prediction {self.prediction!r}; choose one of {', '.join(PREDICTIONS)}")
         if self.steps < 2:
             raise CourseError(f"a diffusion needs at least 2 steps, got {self.steps}")
+        if not self.shift > 0:
+            raise CourseError(f"the schedule's shift must be > 0 (1 = unshifted), got {self.shift}")
         self.betas = linear_betas(self.steps) if self.kind == "linear" else cosine_betas(self.steps)
         self.alphas_cumprod = torch.cumprod(1 - self.betas, dim=0)
+        if self.shift != 1.0:
+            self.alphas_cumprod = shift_alphas_cumprod(self.alphas_cumprod, self.shift)
+            previous = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
+            self.betas = 1 - self.alphas_cumprod / previous
+        # float32 copy with a leading 1 (t = -1: the clean image): MPS has no float64, and lookups are per batch
+        self._table = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod]).float()
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """abar_t for a batch of steps (B,), shaped to broadcast against `like` (B, C, H, W); any t < 0 gives 1
         (the clean image: where the last step of a sampler lands)."""
-        table = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod]).to(like.device)
-        return table[(t.to(like.device).long() + 1).clamp(min=0)].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+        index = (torch.as_tensor(t).long().cpu() + 1).clamp(min=0)
+        return self._table[index].to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio abar / (1 - abar) of steps t: (B,) float32."""
+        abar = self._table[(torch.as_tensor(t).long().cpu() + 1)]
+        return abar / (1 - abar)
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network is trained to output for x_t = add_noise(x0, noise, t)."""
+        if self.prediction == "epsilon":
+            return noise
+        abar = self.abar(t, x0)
+        return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+
+    def split(self, x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor,
+              clip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's output at x_t -> (x0_hat, eps_hat). `clip` clamps x0_hat to [-1, 1], not eps_hat (as in
+        diffusers)."""
+        abar = self.abar(t, x_t)
+        if self.prediction == "epsilon":
+            eps = output
+            x0 = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+        else:
+            x0 = abar.sqrt() * x_t - (1 - abar).sqrt() * output
+            eps = abar.sqrt() * output + (1 - abar).sqrt() * x_t
+        return (x0.clamp(-1, 1) if clip else x0), eps
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Sample q(x_t | x_0) in one go: sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
         abar = self.abar(t, x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
-
-    def predict_x0(self, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, clip: bool = True) -> torch.Tensor:
-        abar = self.abar(t, x_t)
-        x0 = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
-        return x0.clamp(-1, 1) if clip else x0
 
     def timesteps(self, count: int) -> list[int]:
         """`count` steps from noisy to clean, evenly spaced ("leading" spacing: 980, 960, ..., 0 for 50 of 1000)."""
@@ -86,17 +139,26 @@ class NoiseSchedule:
         return [i * stride for i in reversed(range(count))]
 
 
-def training_loss(schedule: NoiseSchedule, eps_fn: EpsFn, x0: torch.Tensor,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """The simplified DDPM objective: pick a random step per image, add that much noise, predict the noise."""
+def training_loss(schedule: NoiseSchedule, model_fn: EpsFn, x0: torch.Tensor,
+                  generator: torch.Generator | None = None, min_snr_gamma: float | None = None) -> torch.Tensor:
+    """The simplified DDPM objective: pick a random step per image, add that much noise, predict the schedule's
+    target (the noise, or v). `min_snr_gamma` (e.g. 5) weights each image's error by min(SNR, gamma) / SNR for
+    epsilon, / (SNR + 1) for v: both then weigh the x0 error by min(SNR, gamma) (Hang et al. 2023)."""
     t = torch.randint(0, schedule.steps, (x0.shape[0],), device=x0.device, generator=generator)
     noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-    return F.mse_loss(eps_fn(schedule.add_noise(x0, noise, t), t), noise)
+    output = model_fn(schedule.add_noise(x0, noise, t), t)
+    error = (output.float() - schedule.target(x0, noise, t).float()).pow(2).mean(dim=tuple(range(1, x0.dim())))  # (B,)
+    if min_snr_gamma is None:
+        return error.mean()
+    snr = schedule.snr(t).to(x0.device)
+    weight = snr.clamp(max=min_snr_gamma) / (snr + 1 if schedule.prediction == "v" else snr)
+    return (weight * error).mean()
 
 
-def ddpm_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, x_t: torch.Tensor, prev_t: int | None = None,
+def ddpm_step(schedule: NoiseSchedule, output: torch.Tensor, t: int, x_t: torch.Tensor, prev_t: int | None = None,
               noise: torch.Tensor | None = None, clip: bool = True) -> torch.Tensor:
-    """One ancestral step x_t -> x_prev of the reverse process (prev_t defaults to t - 1).
+    """One ancestral step x_t -> x_prev of the reverse process (prev_t defaults to t - 1); `output` is the
+    network's prediction (eps or v, as the schedule says).
 
     The mean is the Gaussian posterior q(x_prev | x_t, x0_hat); its variance is the posterior's
     ("fixed small"), and no noise is added on the last step.
@@ -105,7 +167,7 @@ def ddpm_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, x_t: torch.Ten
     steps = torch.tensor([t]), torch.tensor([prev_t])
     abar_t, abar_prev = schedule.abar(steps[0], x_t), schedule.abar(steps[1], x_t)
     alpha = abar_t / abar_prev  # alpha of the whole jump t -> prev
-    x0 = schedule.predict_x0(x_t, eps, steps[0], clip)
+    x0, _ = schedule.split(x_t, output, steps[0], clip)
     mean = (abar_prev.sqrt() * (1 - alpha) * x0 + alpha.sqrt() * (1 - abar_prev) * x_t) / (1 - abar_t)
     if prev_t < 0:
         return mean
@@ -114,12 +176,12 @@ def ddpm_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, x_t: torch.Ten
     return mean + variance.sqrt() * noise
 
 
-def ddim_step(schedule: NoiseSchedule, eps: torch.Tensor, t: int, x_t: torch.Tensor, prev_t: int,
+def ddim_step(schedule: NoiseSchedule, output: torch.Tensor, t: int, x_t: torch.Tensor, prev_t: int,
               eta: float = 0.0, noise: torch.Tensor | None = None, clip: bool = True) -> torch.Tensor:
     """One DDIM step x_t -> x_prev: jump to x0_hat, then walk back out along the predicted noise direction."""
     steps = torch.tensor([t]), torch.tensor([prev_t])
     abar_t, abar_prev = schedule.abar(steps[0], x_t), schedule.abar(steps[1], x_t)
-    x0 = schedule.predict_x0(x_t, eps, steps[0], clip)
+    x0, eps = schedule.split(x_t, output, steps[0], clip)
     sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).sqrt()
     x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma ** 2).sqrt() * eps
     if eta > 0:
@@ -154,7 +216,7 @@ def guided(eps_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Te
 
 
 @torch.no_grad()
-def sample(eps_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, sampler: str = "ddim", steps: int = 50,
+def sample(model_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, sampler: str = "ddim", steps: int = 50,
            eta: float = 0.0, clip: bool = True, generator: torch.Generator | None = None,
            device: torch.device | str = "cpu", progress: bool = False,
            keep: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
@@ -173,14 +235,14 @@ def sample(eps_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, sa
         iterator = tqdm(times, desc=f"{sampler}-{steps}", leave=False, mininterval=0.5)
     stride = schedule.steps // steps
     for i, t in enumerate(iterator):
-        eps = eps_fn(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
+        output = model_fn(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
         prev_t = t - stride
         wants_noise = (sampler == "ddpm" and prev_t >= 0) or (sampler == "ddim" and eta > 0)
         noise = torch.randn(shape, generator=generator).to(device) if wants_noise else None
         if sampler == "ddpm":
-            x = ddpm_step(schedule, eps, t, x, prev_t, noise=noise, clip=clip)
+            x = ddpm_step(schedule, output, t, x, prev_t, noise=noise, clip=clip)
         else:
-            x = ddim_step(schedule, eps, t, x, prev_t, eta=eta, noise=noise, clip=clip)
+            x = ddim_step(schedule, output, t, x, prev_t, eta=eta, noise=noise, clip=clip)
         if keep is not None:
             keep(i, x)
     return x
