@@ -1,4 +1,4 @@
-"""Denoising diffusion from the equations: noise schedules, the forward process, DDPM and DDIM steps, guidance.
+"""Denoising diffusion from the equations: noise schedules, the forward process, DDPM/DDIM/DPM-Solver++ steps, guidance.
 
 Notation (Ho et al. 2020; Song et al. 2021), with t = 0 .. T-1 and images scaled to [-1, 1]:
 
@@ -14,12 +14,20 @@ Notation (Ho et al. 2020; Song et al. 2021), with t = 0 .. T-1 and images scaled
     DDPM step  t -> s (< t)    x_s = c0 x0_hat + ct x_t + sigma z,  posterior q(x_s | x_t, x0_hat)
     DDIM step  t -> s          x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z,
                                sigma = eta * sqrt((1 - abar_s)/(1 - abar_t) * (1 - abar_t/abar_s));  eta = 0: deterministic
+    DPM-Solver++(2M) t -> s    (Lu et al. 2022) lambda = log(sqrt(abar) / sqrt(1 - abar)), h = lambda_s - lambda_t:
+                               x_s = sqrt((1 - abar_s)/(1 - abar_t)) x_t + sqrt(abar_s) (1 - e^-h) D: the exact ODE
+                               step for a constant x0; 2M (second order) extrapolates x0_hat from the step u before t:
+                               D = x0_hat_t + h / (2 (lambda_t - lambda_u)) (x0_hat_t - x0_hat_u)
+                               first and last (s = -1: abar = 1, h = inf) steps: D = x0_hat_t, i.e. DDIM with eta = 0
+    timestep spacing           the steps a sampler visits, 20 of 1000: "leading" 950, 900, .., 0; "trailing" 999,
+                               949, .., 49 (starts from pure noise); "linspace" 999, 946, .., 0
 
 This module knows nothing of networks: a sampler receives `model_fn(x_t, t) -> output`, where the output is what
 the schedule's `prediction` names ("epsilon" or "v"; `NoiseSchedule.split` turns it into x0_hat and eps_hat).
 Classifier-free guidance is such a function too (`guided`): out_u + w (out_c - out_u), both halves in one batched
 call (the same formula for eps and v: each is linear in the other at a fixed x_t).
-Our steps match diffusers' DDPMScheduler / DDIMScheduler (tests/test_diffusion.py checks it number for number).
+Our steps match diffusers' DDPMScheduler / DDIMScheduler / DPMSolverMultistepScheduler (solver_order=2, "dpmsolver++",
+"midpoint"), and our spacings their `timestep_spacing`: tests/test_diffusion.py checks it number for number.
 """
 from __future__ import annotations
 
@@ -35,7 +43,8 @@ from helpers.errors import CourseError
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> the network's output
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "v")
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpm++2m")
+SPACINGS = ("leading", "trailing", "linspace")
 
 
 def linear_betas(steps: int, start: float = 1e-4, end: float = 0.02) -> torch.Tensor:
@@ -131,12 +140,25 @@ class NoiseSchedule:
         abar = self.abar(t, x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
-    def timesteps(self, count: int) -> list[int]:
-        """`count` steps from noisy to clean, evenly spaced ("leading" spacing: 980, 960, ..., 0 for 50 of 1000)."""
+    def timesteps(self, count: int, spacing: str = "leading") -> list[int]:
+        """`count` steps from noisy to clean (diffusers' DDIMScheduler `timestep_spacing`, 50 of 1000 steps):
+        "leading" 980, 960, .., 0 never visits the noisiest steps; "trailing" 999, 979, .., 19 starts where training
+        noise is pure (Lin et al. 2024: better for few steps); "linspace" 999, 979, .., 0 has both ends."""
+        if spacing not in SPACINGS:
+            raise CourseError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
         if not 1 <= count <= self.steps:
             raise CourseError(f"steps must be between 1 and {self.steps}, got {count}")
-        stride = self.steps // count
-        return [i * stride for i in reversed(range(count))]
+        if spacing == "leading":
+            stride = self.steps // count
+            return [i * stride for i in reversed(range(count))]
+        if spacing == "trailing":
+            # numpy.arange's float arithmetic (start + i * (second - start)), so that .5 ties round as in diffusers
+            delta = (self.steps - self.steps / count) - self.steps
+            return [round(self.steps + i * delta) - 1 for i in range(count)]
+        if count == 1:
+            return [0]  # numpy.linspace of one point: its start (as diffusers)
+        stride = (self.steps - 1) / (count - 1)
+        return [self.steps - 1] + [round(i * stride) for i in reversed(range(count - 1))]
 
 
 def training_loss(schedule: NoiseSchedule, model_fn: EpsFn, x0: torch.Tensor,
@@ -190,6 +212,35 @@ def ddim_step(schedule: NoiseSchedule, output: torch.Tensor, t: int, x_t: torch.
     return x_prev
 
 
+def _lambda(schedule: NoiseSchedule, t: int) -> float:
+    """Half the log-SNR of step t, log(sqrt(abar_t) / sqrt(1 - abar_t)): DPM-Solver's time variable (inf at t < 0)."""
+    abar = float(schedule._table[max(t, -1) + 1])
+    return math.inf if abar >= 1 else 0.5 * (math.log(abar) - math.log1p(-abar))
+
+
+def dpm_solver_2m_step(schedule: NoiseSchedule, output: torch.Tensor, t: int, x_t: torch.Tensor, prev_t: int,
+                       last: tuple[torch.Tensor, int] | None = None,
+                       clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DPM-Solver++(2M) step x_t -> x_prev; returns (x_prev, x0_hat). Pass `last=(x0_hat, t)` of the previous
+    step to the next one: the second-order correction reuses it, so 2M costs one network call per step as DDIM does.
+
+    Integrates the diffusion ODE in lambda with x0_hat extrapolated linearly from the last two steps (DDIM holds it
+    constant: what this does with `last=None`). `clip` clamps x0_hat before it is used or remembered (diffusers:
+    `thresholding=True` with `sample_max_value=1`). Landing on the clean image (prev_t < 0) is always first order.
+    """
+    x0, _ = schedule.split(x_t, output, torch.tensor([t]), clip)  # (B, C, H, W)
+    if prev_t < 0:
+        return x0, x0  # abar = 1, h infinite: the step lands on x0_hat
+    abar_t, abar_s = float(schedule._table[t + 1]), float(schedule._table[prev_t + 1])
+    lambda_t, lambda_s = _lambda(schedule, t), _lambda(schedule, prev_t)
+    h = lambda_s - lambda_t
+    d = x0
+    if last is not None:
+        x0_last, t_last = last
+        d = x0 + h / (2 * (lambda_t - _lambda(schedule, t_last))) * (x0 - x0_last)
+    return (math.sqrt((1 - abar_s) / (1 - abar_t)) * x_t - math.sqrt(abar_s) * math.expm1(-h) * d), x0
+
+
 def _cat(a, b):
     if isinstance(a, (tuple, list)):
         return tuple(_cat(x, y) for x, y in zip(a, b))
@@ -219,30 +270,36 @@ def guided(eps_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Te
 def sample(model_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, sampler: str = "ddim", steps: int = 50,
            eta: float = 0.0, clip: bool = True, generator: torch.Generator | None = None,
            device: torch.device | str = "cpu", progress: bool = False,
-           keep: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+           keep: Callable[[int, torch.Tensor], None] | None = None, spacing: str = "leading") -> torch.Tensor:
     """Run the reverse process from pure noise to images with `steps` network calls.
 
     Noise is drawn on the CPU from `generator`, so the same seed gives the same images on every device.
+    `eta` is DDIM's (ddpm and dpm++2m ignore it); `spacing` picks the visited steps (`NoiseSchedule.timesteps`),
+    and each step goes to the next visited one (-1, the clean image, after the last).
     `keep(i, x)` is called after every step (to record a denoising animation).
     """
     if sampler not in SAMPLERS:
         raise CourseError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    times = schedule.timesteps(steps)
+    times = schedule.timesteps(steps, spacing)
+    previous = times[1:] + [-1]
     x = torch.randn(shape, generator=generator).to(device)
     iterator = times
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(times, desc=f"{sampler}-{steps}", leave=False, mininterval=0.5)
-    stride = schedule.steps // steps
+    last = None  # dpm++2m: (x0_hat, t) of the step before
     for i, t in enumerate(iterator):
         output = model_fn(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
-        prev_t = t - stride
+        prev_t = previous[i]
         wants_noise = (sampler == "ddpm" and prev_t >= 0) or (sampler == "ddim" and eta > 0)
         noise = torch.randn(shape, generator=generator).to(device) if wants_noise else None
         if sampler == "ddpm":
             x = ddpm_step(schedule, output, t, x, prev_t, noise=noise, clip=clip)
-        else:
+        elif sampler == "ddim":
             x = ddim_step(schedule, output, t, x, prev_t, eta=eta, noise=noise, clip=clip)
+        else:
+            x, x0 = dpm_solver_2m_step(schedule, output, t, x, prev_t, last, clip=clip)
+            last = (x0, t)
         if keep is not None:
             keep(i, x)
     return x

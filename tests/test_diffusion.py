@@ -4,12 +4,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers.diffusion import NoiseSchedule, ddim_step, ddpm_step, guided, sample, training_loss
+from helpers.diffusion import (SPACINGS, NoiseSchedule, ddim_step, ddpm_step, dpm_solver_2m_step, guided, sample,
+                               training_loss)
 from helpers.errors import CourseError
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers (a test-only dependency: pip install -e '.[dev]')")
 
 DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+DIFFUSERS_PREDICTION = {"epsilon": "epsilon", "v": "v_prediction"}
+SHAPE = (4, 3, 8, 8)
 
 
 def _inputs(seed: int = 0):
@@ -70,6 +73,157 @@ def test_strided_ddpm_matches_diffusers():
         assert torch.allclose(ddpm_step(ours, eps, t, x_t, t - 10, noise=noise), expected, atol=1e-4), t
 
 
+def _fake_network(x, t):
+    """A fixed stand-in for a trained network: deterministic in x and t (a tensor of steps, or one 0-d step)."""
+    t = torch.as_tensor(t, dtype=x.dtype).reshape(-1, *[1] * (x.dim() - 1))
+    return 0.1 * x + torch.sin(t / 100)
+
+
+def _ours(schedule, sampler, steps, **kwargs):
+    """Our whole sampling loop on the fake network: (final sample, the steps it was called at)."""
+    seen = []
+
+    def model_fn(x, t):
+        seen.append(int(t[0]))
+        return _fake_network(x, t)
+
+    x = sample(model_fn, SHAPE, schedule, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0),
+               **kwargs)
+    return x, seen
+
+
+def _theirs(scheduler, **step_kwargs):
+    """The same loop with a diffusers scheduler (set_timesteps done) from the same x_T and noise."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(SHAPE, generator=generator)
+    for t in scheduler.timesteps:
+        x = scheduler.step(_fake_network(x, t), t, x, generator=generator, **step_kwargs).prev_sample
+    return x, scheduler.timesteps.tolist()
+
+
+def _assert_same_sample(got, expected):
+    """Agreement to 1e-4 of the samples' size: without clip, the fake network (no denoiser) makes x0_hat =
+    x_t / sqrt(abar) ~ 2e4 x_t at the cosine schedule's t = 999 for epsilon, and samples of size ~1e4-1e5; both sides
+    then differ by float32 rounding of that size (diffusers keeps abar in float32, we in float64 -> float32)."""
+    scale = max(1.0, expected.abs().max().item())
+    error = (got - expected).abs().max().item()
+    assert error <= 1e-4 * scale, f"max |ours - diffusers| = {error:.3g} for samples of size {scale:.3g}"
+
+
+@pytest.mark.parametrize("count", [1, 7, 10, 16, 20, 30, 48, 50, 333, 1000])
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_timestep_spacings_match_diffusers(spacing, count):
+    ours = NoiseSchedule(1000).timesteps(count, spacing)
+    theirs = diffusers.DDIMScheduler(num_train_timesteps=1000, timestep_spacing=spacing)
+    theirs.set_timesteps(count)
+    assert ours == theirs.timesteps.tolist()
+    assert len(ours) == count and ours == sorted(set(ours), reverse=True)
+    if spacing == "trailing":
+        assert ours[0] == 999  # the first step starts from pure noise
+        # DPMSolverMultistepScheduler's "trailing" is the same list ("leading" and "linspace" are not: see below).
+        # (For some counts, e.g. 61, numpy.arange's rounding gives it count + 1 steps, the last one t = -1.)
+        dpm = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=1000, timestep_spacing="trailing")
+        dpm.set_timesteps(count)
+        assert ours == dpm.timesteps.tolist()
+
+
+def _dpm_scheduler(kind, prediction, clip, **config):
+    """diffusers' DPM-Solver++(2M); its `thresholding` with sample_max_value=1 is exactly our clip of x0_hat."""
+    return diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_schedule=DIFFUSERS_SCHEDULE[kind],
+        prediction_type=DIFFUSERS_PREDICTION[prediction], algorithm_type="dpmsolver++", solver_order=2,
+        solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero", thresholding=clip,
+        sample_max_value=1.0, **config)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize("steps", [10, 20, 30])  # 30: not a divisor of 1000, the trailing list is uneven
+@pytest.mark.parametrize("clip", [True, False])
+def test_dpm_solver_2m_matches_diffusers(kind, prediction, steps, clip):
+    """The whole loop. With final_sigmas_type="zero" diffusers takes a first-order last step at any number of steps
+    (lower_order_final only matters for "sigma_min"), as we do: h is infinite there."""
+    theirs = _dpm_scheduler(kind, prediction, clip, timestep_spacing="trailing")
+    theirs.set_timesteps(steps)
+    expected, their_times = _theirs(theirs)
+    got, our_times = _ours(NoiseSchedule(1000, kind, prediction), "dpm++2m", steps, clip=clip, spacing="trailing")
+    assert our_times == their_times
+    _assert_same_sample(got, expected)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "linspace"])
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_dpm_solver_2m_with_other_spacings_matches_diffusers(spacing, prediction):
+    """DPMSolverMultistepScheduler's own "leading" and "linspace" cut T into steps + 1 pieces (unlike its DDIM
+    scheduler, whose lists are ours), so it gets our list as custom timesteps: the last step goes t = 0 -> clean."""
+    schedule = NoiseSchedule(1000, "cosine", prediction)
+    theirs = _dpm_scheduler("cosine", prediction, clip=False)
+    theirs.set_timesteps(timesteps=schedule.timesteps(20, spacing))
+    expected, their_times = _theirs(theirs)
+    got, our_times = _ours(schedule, "dpm++2m", 20, clip=False, spacing=spacing)
+    assert our_times == their_times
+    _assert_same_sample(got, expected)
+
+
+def test_first_order_dpm_solver_is_ddim():
+    """Without a previous x0_hat, DPM-Solver++ is DDIM with eta = 0 (exp(-h) = the ratio of the SNRs' roots)."""
+    schedule = NoiseSchedule(1000, "cosine")
+    x_t, eps = _inputs(5)
+    for t, prev_t in [(999, 899), (500, 480), (40, 0), (20, -1)]:
+        got, _ = dpm_solver_2m_step(schedule, eps, t, x_t, prev_t, clip=False)
+        assert torch.allclose(got, ddim_step(schedule, eps, t, x_t, prev_t, clip=False), rtol=1e-5, atol=1e-5), t
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize("count, eta, clip", [(10, 0.0, True), (50, 0.0, False), (10, 0.5, False)])
+def test_trailing_ddim_matches_diffusers(kind, prediction, count, eta, clip):
+    """(count divides T: diffusers' DDIM then steps t -> t - T // count, the next element of its list, as ours
+    always does.)"""
+    theirs = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule=DIFFUSERS_SCHEDULE[kind],
+                                     prediction_type=DIFFUSERS_PREDICTION[prediction], clip_sample=clip,
+                                     timestep_spacing="trailing")
+    theirs.set_timesteps(count)
+    expected, their_times = _theirs(theirs, eta=eta)
+    got, our_times = _ours(NoiseSchedule(1000, kind, prediction), "ddim", count, eta=eta, clip=clip,
+                           spacing="trailing")
+    assert our_times == their_times
+    _assert_same_sample(got, expected)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_trailing_ddpm_matches_diffusers(kind, prediction):
+    theirs = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule=DIFFUSERS_SCHEDULE[kind],
+                                     prediction_type=DIFFUSERS_PREDICTION[prediction], timestep_spacing="trailing")
+    theirs.set_timesteps(10)
+    expected, their_times = _theirs(theirs)
+    got, our_times = _ours(NoiseSchedule(1000, kind, prediction), "ddpm", 10, spacing="trailing")
+    assert our_times == their_times
+    _assert_same_sample(got, expected)
+
+
+def _oracle(schedule, x0):
+    """A network that knows x0: it outputs the true eps (or v) of any x_t."""
+    def model_fn(x, t):
+        abar = schedule.abar(t, x)
+        eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+        return eps if schedule.prediction == "epsilon" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
+
+    return model_fn
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_perfect_denoiser_recovers_the_image_with_dpm_solver(prediction, spacing):
+    """With every x0_hat right, the 2M correction vanishes and each step is exact: 10 steps land on x0."""
+    schedule = NoiseSchedule(1000, "cosine", prediction)
+    x0 = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    out = sample(_oracle(schedule, x0), x0.shape, schedule, sampler="dpm++2m", steps=10, spacing=spacing,
+                 generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x0, atol=1e-4)
+
+
 def test_perfect_denoiser_recovers_the_image():
     """With the true noise as the prediction, both samplers walk back to x0 exactly (DDIM, eta=0)."""
     schedule = NoiseSchedule(1000, "cosine")
@@ -121,3 +275,7 @@ def test_bad_settings_are_refused():
         NoiseSchedule(1000).timesteps(0)
     with pytest.raises(CourseError, match="unknown sampler"):
         sample(lambda x, t: x, (1, 1, 2, 2), NoiseSchedule(10), sampler="euler")
+    with pytest.raises(CourseError, match="unknown timestep spacing"):
+        NoiseSchedule(1000).timesteps(10, "uniform")
+    with pytest.raises(CourseError, match="unknown timestep spacing"):
+        sample(lambda x, t: x, (1, 1, 2, 2), NoiseSchedule(10), sampler="dpm++2m", steps=5, spacing="even")
