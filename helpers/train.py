@@ -3,7 +3,15 @@
     fit -> for each epoch: before_epoch -> (before_batch -> loss -> backward -> step -> after_batch)* -> after_epoch
 
 The loop itself only moves batches, computes the loss the model's `loss_fn` returns, refuses to continue
-on a NaN/inf loss, and keeps per-epoch averages in `history`. Progress bars, KL annealing, held-out
+on a NaN/inf loss, steps the optimizer (AdamW, weight decay on weight matrices and conv kernels only) and its
+learning-rate schedule (`torch.optim.lr_scheduler`: constant, or linear warm-up then cosine decay), and keeps
+per-epoch averages in `history`.
+
+Training to a time budget (`time_budget=` seconds, or `python -m helpers train ... --time-budget 20m`): the run
+first measures its own throughput for a few seconds, then *plans* its length in optimizer steps so that it ends on
+time with its learning-rate schedule complete (a cosine that reaches zero, not one cut off half-way). The plan is
+refined at the end of early epochs (they include the evaluation, GIF and checkpoint time) and saved with every
+checkpoint, so `--resume` finishes the same plan. Progress bars, KL annealing, held-out
 evaluation, GIF frames, the EMA of the weights and checkpoints/resume are callbacks, so notebooks 01-02 and the CLI share it.
 
 Several processes (`accelerate launch`, `torchrun`, `srun`): when the launcher sets WORLD_SIZE > 1, the same loop
@@ -16,9 +24,11 @@ batch_size x processes x grad_accum (see the README on scaling the learning rate
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
@@ -85,6 +95,40 @@ class TrainedModel:
         return self.history[-1].get("train_seconds", float("nan")) if self.history else float("nan")
 
 
+DECAYED_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d)
+LR_SCHEDULES = ("constant", "cosine")
+MAX_TIME_BUDGET = 7 * 24 * 3600  # a week: anything longer is a typo (minutes given as seconds, say)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: weight decay on the weights of linear and conv layers, none on anything else.
+
+    Decay pulls a weight towards zero. That regularises a matrix; on a norm's gain or a bias it only fights the
+    layer's scale and offset, on an embedding it shrinks rarely seen rows, and on CLIP's learnt temperature
+    (`logit_scale`) it drags the temperature back to 1. As in nanoGPT's `configure_optimizers`."""
+    decayed = {id(module.weight) for module in model.modules()
+               if isinstance(module, DECAYED_LAYERS) and module.weight is not None}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in trainable if id(p) in decayed], "weight_decay": weight_decay},
+            {"params": [p for p in trainable if id(p) not in decayed], "weight_decay": 0.0}]
+
+
+def parse_duration(text: str | float | int) -> float:
+    """'20m', '90s', '1.5h', '45' (seconds) -> seconds. Raises CourseError (one line) for anything else."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    raw = str(text).strip().lower()
+    number, unit = (raw[:-1], units[raw[-1]]) if raw and raw[-1] in units else (raw, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        raise CourseError(f"time budget {text!r} is not a duration; write it like 90s, 20m or 1.5h") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise CourseError(f"time budget {text!r} must be a positive duration, e.g. 20m")
+    if seconds > MAX_TIME_BUDGET:
+        raise CourseError(f"time budget {text!r} is over a week; give it in minutes or hours, e.g. 20m or 3h")
+    return seconds
+
+
 class Callback:
     order = 0  # lower runs first
 
@@ -101,13 +145,18 @@ class Trainer:
 
     `batch` is the dataset's tuple with every tensor moved to `device`. Anything a callback sets on the
     trainer (e.g. `kl_weight`) is visible to `loss_fn`.
+
+    `lr_schedule`: "constant", or "cosine" (linear warm-up over the first `warmup` share of the steps, then a
+    cosine decay to zero). `time_budget` (seconds or "20m"; default COURSE_TIME_BUDGET) replaces `epochs` by a
+    plan made from the measured throughput (see the module docstring).
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: Callable, train_data: Dataset, *, epochs: int,
                  batch_size: int, lr: float, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
                  seed: int = 0, grad_clip: float | None = None, weight_decay: float = 0.0, num_workers: int = 0,
                  channels_last: bool = False, pin_memory: bool | None = None, persistent_workers: bool = False,
-                 amp: bool = True, grad_accum: int | None = None):
+                 amp: bool = True, grad_accum: int | None = None, lr_schedule: str = "constant",
+                 warmup: float = 0.05, time_budget: float | str | None = None):
         self.world_size, self.rank = world_size(), int(os.environ.get("RANK", "0"))
         self.accelerator = _accelerator() if self.world_size > 1 else None
         if self.accelerator and self.accelerator.num_processes != self.world_size:
@@ -125,12 +174,24 @@ class Trainer:
         # pinned (page-locked) memory makes host -> GPU copies asynchronous, persistent workers survive epochs.
         self.num_workers, self.persistent_workers = num_workers, persistent_workers and num_workers > 0
         self.pin_memory = self.device.type == "cuda" and (pin_memory is None or pin_memory)  # pinning helps GPUs only
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr)
+        if lr_schedule not in LR_SCHEDULES:
+            raise CourseError(f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+        if not 0 <= warmup < 1:
+            raise CourseError(f"warmup is a share of the steps in [0, 1), got {warmup}")
+        self.lr_schedule, self.warmup, self.scheduler = lr_schedule, warmup, None
+        budget = os.environ.get("COURSE_TIME_BUDGET") if time_budget is None else time_budget
+        self.time_budget = parse_duration(budget) if budget not in (None, "") else None
+        # The plan: how many optimizer steps this run takes ({"total_steps", "time_budget"}; set by a budget run
+        # after its probe, restored on resume). Without a budget it is epochs x steps per epoch.
+        self.plan: dict | None = None
+        self._budget_start = None
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.epoch, self.step, self.start_epoch = 0, 0, 0
+        self.stepped = False  # did the last batch end with an optimizer step (False between accumulated batches)
         self.history: list[dict[str, float]] = []
         self.kl_weight = 1.0
-        self.stop_training = False  # a callback sets it (e.g. TimeBudget) to end the run after the current batch
+        self.stop_training = False  # a callback sets it to end the run after the current batch
         self.batch_logs: dict[str, float] = {}
         self.amp_dtype = None
         if amp and self.device.type == "cuda":  # mixed precision only on CUDA: bf16/fp16 on CPU is many times slower
@@ -205,8 +266,52 @@ class Trainer:
         """Optimizer steps per epoch (fewer than batches with gradient accumulation)."""
         return max(1, self.batches_per_epoch // self.grad_accum)
 
+    @property
+    def total_steps(self) -> int | None:
+        """Optimizer steps of the whole run: planned from the budget, or epochs x steps per epoch (None while a
+        budget run is still measuring its throughput)."""
+        if self.plan is not None:
+            return self.plan["total_steps"]
+        return None if self.time_budget else self.epochs * self.steps_per_epoch
+
+    def set_plan(self, total_steps: int) -> None:
+        """Fix the run's length in optimizer steps, and (re)build the learning-rate schedule to end exactly there."""
+        total_steps = max(int(total_steps), self.step, 1)
+        self.plan = {"total_steps": total_steps, "time_budget": self.time_budget}
+        self.epochs = -(-total_steps // self.steps_per_epoch)
+        self._build_scheduler()
+
+    def _build_scheduler(self) -> None:
+        """The schedule over `total_steps`, fast-forwarded to the current step (so a resumed or re-planned run
+        continues the same curve). Until a budget run has its plan, it warms up towards a long provisional one."""
+        if self.lr_schedule == "constant":
+            return
+        total = self.total_steps or 10 ** 9
+        for group in self.optimizer.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"])
+        warmup_steps = max(1, round(self.warmup * total)) if self.total_steps else max(1, self.steps_per_epoch // 2)
+        warmup_steps = min(warmup_steps, total - 1) if total > 1 else 1
+        from torch.optim import lr_scheduler
+
+        parts = [lr_scheduler.LinearLR(self.optimizer, start_factor=1 / (warmup_steps + 1), total_iters=warmup_steps),
+                 lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(1, total - warmup_steps))]
+        self.scheduler = lr_scheduler.SequentialLR(self.optimizer, parts, milestones=[warmup_steps])
+        with warnings.catch_warnings():  # fast-forwarding steps the schedule without the optimizer, on purpose
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            for _ in range(self.step):
+                self.scheduler.step()
+
     def fit(self) -> list[dict[str, float]]:
-        self._call("before_fit")
+        self._call("before_fit")  # Checkpointing puts back the plan of a resumed run
+        if self.plan is not None and self.plan.get("time_budget"):  # a budget run resumed: finish the plan it made
+            self.time_budget = self.plan["time_budget"]
+            self.set_plan(self.plan["total_steps"])
+        elif self.time_budget is not None:  # measure the throughput first, then plan (see _probe_throughput)
+            self.plan, self.epochs, self._probe = None, 10 ** 9, None
+            self._budget_start = time.perf_counter()
+            self._build_scheduler()
+        else:
+            self.set_plan(self.epochs * self.steps_per_epoch)
         try:
             for self.epoch in range(self.start_epoch, self.epochs):
                 self.model.train()
@@ -219,12 +324,18 @@ class Trainer:
                     self._one_step(sums)
                     batches += 1
                     self._call("after_batch")
+                    if self.time_budget is not None and self.plan is None:
+                        self._probe_throughput()
+                    if self.plan is not None and self.step >= self.plan["total_steps"]:
+                        self.stop_training = True
                     if self.accelerator:  # stop together: a rank leaving alone would hang the others' all-reduce
                         self._agree_to_stop()
                     if self.stop_training:
                         break
                 self.history.append({"epoch": self.epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}})
                 self._call("after_epoch")
+                if self.time_budget is not None and not self.stop_training:
+                    self._refine_plan()
                 if self.stop_training:
                     break
         finally:
@@ -233,8 +344,47 @@ class Trainer:
                 self.accelerator.wait_for_everyone()
         return self.history
 
+    def _agreed_steps(self, total: int) -> int:
+        """Under several processes every rank must plan the same length: the slowest rank's."""
+        if self.accelerator:
+            value = torch.tensor([float(total)], device=self.device)
+            torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+            total = int(value.item())
+        return total
+
+    def _probe_throughput(self) -> None:
+        """Measure steps/s from the second step on (the first pays for allocation and kernel selection) for
+        max(2 s, 4% of the budget), then plan the run to fill what is left of the budget."""
+        now = time.perf_counter()
+        if self._probe is None:
+            if self.step >= 1:
+                self._probe = (self.step, now)
+            return
+        steps, seconds = self.step - self._probe[0], now - self._probe[1]
+        ready = steps >= 3 and seconds >= max(2.0, 0.04 * self.time_budget)
+        if self.accelerator:  # plan at the same batch on every rank
+            flag = torch.tensor([float(ready)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            ready = bool(flag.item())
+        if ready:
+            self._rate = steps / max(seconds, 1e-9)
+            left = self.time_budget - (now - self._budget_start)
+            self.set_plan(self._agreed_steps(self.step + int(self._rate * max(0.0, left))))
+
+    def _refine_plan(self) -> None:
+        """At the end of an epoch in the first half of the run, re-plan: the epochs so far show what each costs
+        besides its training steps (held-out evaluation, GIF frames, checkpoints), to be paid again by every
+        epoch still to come."""
+        if self.plan is None or getattr(self, "_budget_start", None) is None or self.step * 2 > self.plan["total_steps"]:
+            return  # still probing, a resumed run finishing its saved plan, or late enough to keep the plan
+        elapsed = time.perf_counter() - self._budget_start
+        overhead = max(0.0, elapsed - self.step / self._rate) / (self.epoch + 1 - self.start_epoch)
+        planned_epochs = -(-self.plan["total_steps"] // self.steps_per_epoch)
+        left = self.time_budget - elapsed - overhead * max(0, planned_epochs - self.epoch - 1)
+        self.set_plan(self._agreed_steps(self.step + int(self._rate * max(0.0, left))))
+
     def _agree_to_stop(self) -> None:
-        """Any rank's callback asking to stop (e.g. a TimeBudget whose clock ran out first) stops every rank."""
+        """Any rank's callback asking to stop (e.g. one whose clock ran out first) stops every rank."""
         flag = torch.tensor([float(self.stop_training)], device=self.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         self.stop_training = bool(flag.item())
@@ -266,7 +416,10 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.scheduler is not None:
+                self.scheduler.step()
             self.step += 1
+        self.stepped = last
         self.batch_logs = {k: float(v.detach()) for k, v in terms.items()}
         for key, value in self.batch_logs.items():
             sums[key] += value
@@ -285,7 +438,7 @@ class ProgressBar(Callback):
 
         # mininterval + refresh=False: redraw at most twice a second; a redraw per batch floods a notebook's
         # message channel (and nbval's output reader) with thousands of widget updates.
-        self.bar = tqdm(total=trainer.batches_per_epoch, disable=not trainer.is_main_process, desc=f"epoch {trainer.epoch + 1}/{trainer.epochs}",
+        self.bar = tqdm(total=trainer.batches_per_epoch, disable=not trainer.is_main_process, desc=f"epoch {trainer.epoch + 1}/{trainer.epochs if trainer.plan else '?'}",
                         leave=False, mininterval=0.5)
 
     def after_batch(self, trainer: Trainer) -> None:
@@ -297,7 +450,7 @@ class ProgressBar(Callback):
         self.bar.close()
         if self.print_epochs and trainer.is_main_process:
             record = trainer.history[-1]
-            print(f"epoch {record['epoch']:>3}/{trainer.epochs}  " +
+            print(f"epoch {record['epoch']:>3}/{trainer.epochs if trainer.plan else '?'}  " +
                   "  ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"), flush=True)
 
     def after_fit(self, trainer: Trainer) -> None:
@@ -338,21 +491,6 @@ class WallClock(Callback):
     def after_epoch(self, trainer: Trainer) -> None:
         before = trainer.history[-2].get("train_seconds", 0.0) if len(trainer.history) > 1 else 0.0
         trainer.history[-1]["train_seconds"] = round(before + time.perf_counter() - self.start, 2)
-
-
-class TimeBudget(Callback):
-    """Stop training once `seconds` of wall-clock have passed (checked after every batch): to compare models
-    by what they learn in the same time rather than in the same number of steps (benchmarks/bench_ddpm.py)."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-
-    def before_fit(self, trainer: Trainer) -> None:
-        self.start = time.perf_counter()
-
-    def after_batch(self, trainer: Trainer) -> None:
-        if time.perf_counter() - self.start >= self.seconds:
-            trainer.stop_training = True
 
 
 class Evaluate(Callback):
@@ -411,7 +549,8 @@ class GifFrames(Callback):
 class EMA(Callback):
     """Keep an exponential moving average of the weights: `trainer.ema_model`, the model that samples.
 
-    ema <- decay * ema + (1 - decay) * weights after every step, with the decay warmed up as
+    ema <- decay * ema + (1 - decay) * weights after every optimizer step (not every batch: with gradient
+    accumulation the weights only change every `grad_accum` batches), with the decay warmed up as
     min(decay, (1 + step) / (10 + step)) so the average does not remember the random initialisation for
     thousands of steps. Diffusion samples from the averaged weights are markedly smoother than from the
     raw ones. The average is saved with the resume state (`ema.*` tensors) and restored on resume.
@@ -431,7 +570,9 @@ class EMA(Callback):
 
     @torch.no_grad()
     def after_batch(self, trainer: Trainer) -> None:
-        decay = min(self.decay, (1 + trainer.step) / (10 + trainer.step))
+        if not trainer.stepped:
+            return
+        decay = min(self.decay, trainer.step / (9 + trainer.step))  # (1 + s) / (10 + s) for the s-th update, 0-based
         ema_state, state = trainer.ema_model.state_dict(), trainer.model.state_dict()
         for name, value in state.items():
             if value.dtype.is_floating_point:
@@ -477,6 +618,7 @@ class Checkpointing(Callback):
         trainer.start_epoch = trainer.epoch = checkpoint.index["epoch"]
         trainer.step = checkpoint.index["step"]
         trainer.history = list(checkpoint.index["extra"].get("history", []))
+        trainer.plan = checkpoint.index["extra"].get("plan")
         for callback in trainer.callbacks:  # callbacks with state of their own (e.g. EMA) take it back
             if hasattr(callback, "load_state_tensors"):
                 callback.load_state_tensors(trainer, checkpoint.state)
@@ -487,7 +629,7 @@ class Checkpointing(Callback):
     def after_epoch(self, trainer: Trainer) -> None:
         if not trainer.is_main_process:  # every process holds the same weights; one writes them
             return
-        extra = {**self.extra, "history": trainer.history, "epochs_planned": trainer.epochs,
+        extra = {**self.extra, "history": trainer.history, "epochs_planned": trainer.epochs, "plan": trainer.plan,
                  "processes": trainer.world_size, "effective_batch_size": trainer.effective_batch_size}
         tensors = dict(self.extra_tensors or {})
         for callback in trainer.callbacks:

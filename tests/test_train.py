@@ -1,4 +1,7 @@
 """The training loop: losses fall, resume reproduces an uninterrupted run, NaN stops cleanly."""
+import time
+from dataclasses import dataclass
+
 import imageio.v3 as iio
 import pytest
 import torch
@@ -7,7 +10,8 @@ from torch.utils.data import TensorDataset
 from helpers.checkpoint import read_checkpoint
 from helpers.digits import digit_data, train_text_cvae, vae_loss_fn
 from helpers.models import ConvVAE, ConvVAEConfig
-from helpers.train import Checkpointing, Trainer, TrainingDiverged
+from helpers.errors import CourseError
+from helpers.train import EMA, Callback, Checkpointing, Trainer, TrainingDiverged, WallClock, parse_duration
 
 
 def _small_digits(cfg, n=1000):
@@ -58,3 +62,150 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(quick_cfg, tmp_path):
     checkpoint = read_checkpoint(tmp_path, "vae")
     assert checkpoint.index["epoch"] == 1
     assert all(torch.isfinite(w).all() for w in checkpoint.weights.values())
+
+
+# ---------------------------------------------------------------------------- optimizer, schedule, EMA, budget
+def _regression(n=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    return TensorDataset(x, x @ torch.randn(8, 1, generator=g))
+
+
+@dataclass
+class _NetConfig:
+    hidden: int = 16
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.config = _NetConfig()
+        self.embed = torch.nn.Embedding(3, 8)
+        self.linear = torch.nn.Linear(8, 16)
+        self.norm = torch.nn.LayerNorm(16)
+        self.head = torch.nn.Linear(16, 1)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x):
+        return self.head(self.norm(self.linear(x + self.embed.weight[0])))
+
+
+def _mse(trainer, batch):
+    x, y = batch
+    return {"loss": torch.nn.functional.mse_loss(trainer.model(x), y)}
+
+
+def test_weight_decay_only_on_layer_weights():
+    from helpers.train import parameter_groups
+
+    net = _Net()
+    decayed, plain = parameter_groups(net, 0.1)
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert {id(p) for p in decayed["params"]} == {id(net.linear.weight), id(net.head.weight)}
+    names = {name for name, p in net.named_parameters() if any(p is q for q in plain["params"])}
+    assert names == {"embed.weight", "linear.bias", "norm.weight", "norm.bias", "head.bias", "logit_scale"}
+    # and the Trainer's AdamW uses them: a step with zero gradients leaves undecayed parameters untouched
+    trainer = Trainer(net, lambda t, b: {"loss": 0.0 * t.model(b[0]).sum()}, _regression(64), epochs=1, batch_size=64,
+                      lr=0.1, weight_decay=0.5)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trainer.fit()
+    after = net.state_dict()
+    assert torch.equal(after["logit_scale"], before["logit_scale"]) and torch.equal(after["norm.weight"], before["norm.weight"])
+    assert not torch.equal(after["linear.weight"], before["linear.weight"])  # decayed towards zero
+
+
+def test_cosine_schedule_warms_up_and_ends_at_zero():
+    lrs = []
+
+    class Record(Callback):
+        def after_batch(self, trainer):
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    trainer = Trainer(_Net(), _mse, _regression(320), epochs=5, batch_size=32, lr=1e-2, lr_schedule="cosine",
+                      warmup=0.1, callbacks=[Record()])
+    trainer.fit()
+    assert len(lrs) == 50 and trainer.step == 50
+    assert lrs[0] < lrs[3] < lrs[4]  # warm-up over the first 5 steps
+    assert max(lrs) == pytest.approx(1e-2, rel=0.02)
+    assert lrs[-1] < 1e-4  # the cosine ran to its end
+    with pytest.raises(CourseError, match="unknown lr_schedule"):
+        Trainer(_Net(), _mse, _regression(32), epochs=1, batch_size=32, lr=1e-2, lr_schedule="linear")
+
+
+def test_ema_updates_once_per_optimizer_step():
+    counts = {"updates": 0}
+
+    class CountingEMA(EMA):
+        def after_batch(self, trainer):
+            before = trainer.ema_model.linear.weight.clone()
+            super().after_batch(trainer)
+            counts["updates"] += int(not torch.equal(before, trainer.ema_model.linear.weight))
+
+    trainer = Trainer(_Net(), _mse, _regression(256), epochs=2, batch_size=16, lr=1e-2, grad_accum=4,
+                      callbacks=[CountingEMA(0.9)])
+    trainer.fit()
+    assert trainer.step == 8 and counts["updates"] == 8  # 32 batches, 8 optimizer steps, 8 EMA updates
+
+
+@pytest.mark.parametrize("text, seconds", [("20m", 1200), ("90s", 90), ("1.5h", 5400), ("45", 45), (" 2M ", 120)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-5m", "abc", "", "nan", "inf", "10d", "9999h"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(CourseError, match="time budget"):
+        parse_duration(text)
+
+
+class _SlowMSE:
+    """A loss that takes ~`seconds` per batch, so budget tests do not depend on how fast this machine is."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __call__(self, trainer, batch):
+        time.sleep(self.seconds)
+        return _mse(trainer, batch)
+
+
+def _budget_trainer(tmp_path, budget, epochs=3, **kwargs):
+    lrs = []
+
+    class Record(Callback):
+        def after_batch(self, trainer):
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    trainer = Trainer(_Net(), _SlowMSE(0.02), _regression(640), epochs=epochs, batch_size=32, lr=1e-2,
+                      lr_schedule="cosine", time_budget=budget, callbacks=[WallClock(), Record(),
+                                                                           Checkpointing(tmp_path, "vae", **kwargs)])
+    return trainer, lrs
+
+
+def test_time_budget_ends_on_time_with_a_complete_schedule(tmp_path):
+    trainer, lrs = _budget_trainer(tmp_path, 20)
+    start = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - start
+    assert 18 <= seconds <= 22, seconds  # within 10% of the budget
+    assert trainer.step == trainer.plan["total_steps"] > 3 * 20  # planned far beyond the 3 epochs asked for
+    assert lrs[-1] < 0.01 * max(lrs)  # the cosine reached its end: the schedule is complete, not cut off
+    saved = read_checkpoint(tmp_path, "vae").index["extra"]["plan"]
+    assert saved == {"total_steps": trainer.step, "time_budget": 20.0}
+
+
+def test_resume_finishes_the_budget_plan(tmp_path):
+    trainer, _ = _budget_trainer(tmp_path, 8)
+
+    class Interrupt(Callback):
+        def after_epoch(self, trainer):
+            trainer.stop_training = trainer.plan is not None  # the machine goes away once the run has its plan
+
+    trainer.callbacks.append(Interrupt())
+    trainer.fit()
+    plan = read_checkpoint(tmp_path, "vae").index["extra"]["plan"]
+    assert trainer.step < plan["total_steps"] and trainer.step % 20 == 0
+    resumed, lrs = _budget_trainer(tmp_path, None, epochs=1, resume=True)  # no budget given: the saved plan rules
+    resumed.fit()
+    assert resumed.step == plan["total_steps"] and resumed.time_budget == 8
+    assert lrs[-1] < 0.01 * max(lrs)
