@@ -44,18 +44,27 @@ class DDPMSettings:
     dropout: float
     ema_decay: float
     p_uncond: float = 0.1  # share of labels dropped to "no class" in training (classifier-free guidance)
-    schedule: str = "linear"
+    schedule: str = "cosine"
     diffusion_steps: int = 1000
+    prediction: str = "v"  # what the UNet outputs: "epsilon" (Ho et al.) or "v" (Salimans & Ho)
+    min_snr_gamma: float | None = 5.0  # min-SNR-gamma loss weighting (Hang et al.); None = uniform
+    shift: float = 1.0  # the schedule's SNR divided by shift^2 (< 1 for images smaller than 32x32)
+    lr_schedule: str = "cosine"  # warm-up then cosine decay (the Trainer's), or "constant"
+    image_size: int = 32
+    time_budget: float | None = None  # seconds of training; replaces the recipe's epochs when set
+    sampler: str = "dpm++2m"  # the sampler of the figures and the evaluation
+    sample_steps: int = 20
 
 
-# quick: ~2M parameters and a few hundred real images on a 2-core CPU (blobs with the right colours, not
-# objects); full: ~35M parameters (Ho et al.'s CIFAR layout, but attention at 8x8 instead of 16x16 and one block
-# instead of two at full resolution: 1.4x the training throughput at the same size) on one GPU.
+# quick: a 1.6M-parameter UNet on the 10,000 procedural icons (or the first 1,000 real images per class) at 16x16,
+# trained for 90 s: on a 2-core CPU that draws every class recognisably (benchmarks/bench_diffusion_recipe.py
+# measured the recipe). full: ~9M parameters at CIFAR's 32x32 for 15 minutes (about 20 epochs on a T4-class GPU
+# with mixed precision, by FLOPs; a larger --time-budget trains longer, nothing else changes).
 SETTINGS = {
-    "quick": DDPMSettings(limit_per_class=100, mults=(1, 2, 2), blocks=(1, 2, 2), attention_levels=(2,), dropout=0.0,
-                          ema_decay=0.99),
-    "full": DDPMSettings(limit_per_class=None, mults=(1, 2, 2, 2), blocks=(1, 2, 2, 2), attention_levels=(2,), dropout=0.1,
-                         ema_decay=0.9999),
+    "quick": DDPMSettings(limit_per_class=1000, mults=(1, 2, 2), blocks=(1, 2, 2), attention_levels=(2,), dropout=0.0,
+                          ema_decay=0.995, image_size=16, time_budget=90),
+    "full": DDPMSettings(limit_per_class=None, mults=(1, 2, 2, 2), blocks=(1, 2, 2, 2), attention_levels=(2,),
+                         dropout=0.1, ema_decay=0.9995, time_budget=15 * 60),
 }
 
 # ------------------------------------------------------------------------------------------ text -> class
@@ -134,9 +143,9 @@ class ClassToImage(TrainedModel):
         return self.model(x, t, labels)
 
     @torch.no_grad()
-    def generate(self, labels: Sequence[int] | torch.Tensor, *, guidance: float = 3.0, steps: int = 50,
-                 sampler: str = "ddim", seed: int = 0, batch_size: int = 250, progress: bool = False,
-                 keep=None) -> torch.Tensor:
+    def generate(self, labels: Sequence[int] | torch.Tensor, *, guidance: float = 3.0, steps: int = 20,
+                 sampler: str = "dpm++2m", seed: int = 0, batch_size: int = 250, progress: bool = False,
+                 keep=None, spacing: str = "trailing") -> torch.Tensor:
         """One image per label, (N, 3, S, S) in [-1, 1] on the CPU. The same seed gives the same images.
 
         guidance 0 = unconditional, 1 = plain conditional, > 1 = classifier-free guidance towards the class.
@@ -157,7 +166,7 @@ class ClassToImage(TrainedModel):
                    else lambda x, t, null=null: self.eps_fn(x, t, null))  # w = 0: the unconditional model alone
             shape = (len(chunk), self.model.config.in_channels, self.image_size, self.image_size)
             out.append(sample(eps, shape, self.schedule, sampler=sampler, steps=steps, generator=generator,
-                              device=self.device, progress=progress, keep=keep).cpu())
+                              device=self.device, progress=progress, keep=keep, spacing=spacing).cpu())
         return torch.cat(out).clamp(-1, 1)
 
     def read(self, prompt: str) -> int:
@@ -187,35 +196,44 @@ class ClassToImage(TrainedModel):
             model.load_state_dict(weights)
         except RuntimeError:
             raise CourseError(f"weights in {run_dir} do not fit the current UNet; retrain with `{hint}`") from None
-        schedule = NoiseSchedule(extra["diffusion_steps"], extra["schedule"])
+        schedule = schedule_of(extra.get("settings", {}))
         return cls(model.to(device).eval(), schedule, extra.get("history", []), reader, extra)
 
 
 # ------------------------------------------------------------------------------------------ training
-def cifar_data(cfg: CourseConfig, image_size: int = 32, limit_per_class: int | None = -1) -> ImageSplits:
-    """The mode's CIFAR-10 (limit_per_class=-1: the mode's setting; None: all images)."""
+def cifar_data(cfg: CourseConfig, image_size: int | None = None, limit_per_class: int | None = -1) -> ImageSplits:
+    """The mode's CIFAR-10 at the mode's image size (limit_per_class=-1: the mode's setting; None: all images)."""
     limit = SETTINGS[cfg.mode].limit_per_class if limit_per_class == -1 else limit_per_class
-    return load_cifar10(cfg, image_size=image_size, limit_per_class=limit)
+    return load_cifar10(cfg, image_size=image_size or SETTINGS[cfg.mode].image_size, limit_per_class=limit)
 
 
-def ddpm_loss_fn(schedule: NoiseSchedule, p_uncond: float):
+def schedule_of(settings: dict | DDPMSettings) -> NoiseSchedule:
+    """The noise schedule a DDPM trains and samples with, from its settings (as saved in its checkpoint; runs saved
+    before prediction types existed were epsilon-prediction on the linear schedule)."""
+    settings = asdict(settings) if isinstance(settings, DDPMSettings) else settings
+    return NoiseSchedule(settings.get("diffusion_steps", 1000), settings.get("schedule", "linear"),
+                         settings.get("prediction", "epsilon"), settings.get("shift", 1.0))
+
+
+def ddpm_loss_fn(schedule: NoiseSchedule, p_uncond: float, min_snr_gamma: float | None = None):
     def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
         images, labels = batch
         flip = torch.rand(len(images), device=images.device) < 0.5  # CIFAR objects face either way
         images = torch.where(flip[:, None, None, None], images.flip(3), images)
         drop = torch.rand(len(labels), device=labels.device) < p_uncond
         labels = torch.where(drop, torch.full_like(labels, trainer.model.null_class), labels)
-        return {"loss": training_loss(schedule, lambda x, t: trainer.model(x, t, labels), images)}
+        return {"loss": training_loss(schedule, lambda x, t: trainer.model(x, t, labels), images,
+                                      min_snr_gamma=min_snr_gamma)}
 
     return loss_fn
 
 
-def _gif_render(schedule: NoiseSchedule, image_size: int, steps: int = 50, guidance: float = 3.0):
+def _gif_render(schedule: NoiseSchedule, image_size: int, steps: int, sampler: str, guidance: float = 3.0):
     labels = torch.arange(len(CIFAR10_CLASSES)).repeat_interleave(GIF_SEEDS)
 
     def render(model: UNet) -> torch.Tensor:
         images = ClassToImage(model, schedule, extra={"image_size": image_size}).generate(
-            labels, guidance=guidance, steps=steps, seed=1234)
+            labels, guidance=guidance, steps=steps, sampler=sampler, seed=1234)
         return labelled_grid((images + 1) / 2, list(CIFAR10_CLASSES), ncol=GIF_SEEDS, scale=2, label_width=80)
 
     return render
@@ -228,20 +246,25 @@ def build_unet(recipe_width: int, settings: DDPMSettings) -> UNet:
 
 
 def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
-                     image_size: int = 32, resume: bool = False, progress: bool = True,
+                     image_size: int | None = None, resume: bool = False, progress: bool = True,
                      gif_path: str | Path | None = None, data: ImageSplits | None = None,
                      settings: DDPMSettings | None = None, gif_every: int | None = None,
+                     time_budget: float | str | None = None, callbacks: Sequence = (),
                      **recipe_overrides) -> ClassToImage:
     """Train the class-conditional DDPM of notebook 06 into `out` (default runs/cifar-ddpm); returns its EMA model.
 
-    `recipe_overrides` (batch_size, lr, width) and `settings` change the mode's defaults.
+    `recipe_overrides` (batch_size, lr, width) and `settings` change the mode's defaults. `time_budget` (seconds
+    or "20m"; default: the mode's) trains for that long, with the learning-rate schedule planned to end on time;
+    `epochs` given without a budget trains that many epochs instead.
     """
     recipe = cfg.recipe(KIND, epochs=epochs, gif_every=gif_every, **recipe_overrides)
     settings = settings or SETTINGS[cfg.mode]
+    if time_budget is None and epochs is None:
+        time_budget = settings.time_budget
     out = Path(out or cfg.run_dir(KIND))
-    data = data or cifar_data(cfg, image_size, settings.limit_per_class)
+    data = data or cifar_data(cfg, image_size or settings.image_size, settings.limit_per_class)
     image_size = int(data.train_images.shape[-1])
-    schedule = NoiseSchedule(settings.diffusion_steps, settings.schedule)
+    schedule = schedule_of(settings)
     if resume and has_checkpoint(out):
         recorded = read_checkpoint(out, KIND).index["extra"]
         if recorded.get("data") != data.source or recorded.get("image_size") != image_size:
@@ -254,14 +277,15 @@ def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs
              "classes": list(CIFAR10_CLASSES)}
     gif_path = Path(gif_path) if gif_path else out / "training.gif"
     callbacks = [EMA(settings.ema_decay), WallClock(),
-                 GifFrames(_gif_render(schedule, image_size, steps=10 if cfg.quick else 50), out / "frames", gif_path,
-                           every=recipe.gif_every),
-                 Checkpointing(out, KIND, resume=resume, extra=extra)]
+                 GifFrames(_gif_render(schedule, image_size, settings.sample_steps, settings.sampler), out / "frames",
+                           gif_path, every=recipe.gif_every),
+                 Checkpointing(out, KIND, resume=resume, extra=extra), *callbacks]
     if progress:
         callbacks.append(ProgressBar())
-    trainer = Trainer(model, ddpm_loss_fn(schedule, settings.p_uncond), data.train_set(), epochs=recipe.epochs,
-                      batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, callbacks=callbacks,
-                      seed=cfg.seed, grad_clip=1.0)
+    trainer = Trainer(model, ddpm_loss_fn(schedule, settings.p_uncond, settings.min_snr_gamma), data.train_set(),
+                      epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device,
+                      callbacks=callbacks, seed=cfg.seed, grad_clip=1.0, lr_schedule=settings.lr_schedule,
+                      time_budget=time_budget)
     trainer.fit()
     return ClassToImage(trainer.ema_model, schedule, trainer.history, extra=extra)
 

@@ -370,6 +370,10 @@ class Trainer:
             self._rate = steps / max(seconds, 1e-9)
             left = self.time_budget - (now - self._budget_start)
             self.set_plan(self._agreed_steps(self.step + int(self._rate * max(0.0, left))))
+            if self.is_main_process:
+                print(f"time budget {self.time_budget / 60:.1f} min: measured {self._rate * self.effective_batch_size:.0f} "
+                      f"images/s on {self.device.type} -> {self.plan['total_steps']:,} steps planned "
+                      f"({self.epochs} epochs of {self.steps_per_epoch} steps)", flush=True)
 
     def _refine_plan(self) -> None:
         """At the end of an epoch in the first half of the run, re-plan: the epochs so far show what each costs
