@@ -31,6 +31,7 @@ import torch
 from benchmarks._common import write_results
 from helpers import cifar
 from helpers.config import get_config, seed_everything
+from helpers.diffusion import NoiseSchedule
 from helpers.models.unet import count_parameters
 from helpers.train import EMA, Trainer, WallClock
 
@@ -81,7 +82,7 @@ class DiffusersUNet(torch.nn.Module):
 
 def train_row(settings, model, data, seconds, recipe, device, seed):
     seed_everything(seed)
-    schedule = cifar.schedule_of(settings)
+    schedule = NoiseSchedule.from_settings(asdict(settings))
     trainer = Trainer(model, cifar.ddpm_loss_fn(schedule, settings.p_uncond, settings.min_snr_gamma), data.train_set(),
                       epochs=1, batch_size=recipe.batch_size, lr=recipe.lr, device=device, seed=seed, grad_clip=1.0,
                       lr_schedule=settings.lr_schedule, time_budget=seconds,

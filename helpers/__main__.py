@@ -2,11 +2,12 @@
 
     python -m helpers train vae|text-cvae|judge|clip|celeba-cvae|celeba-gan|face-judge|ldm-autoencoder|ldm|cifar-ddpm|cifar-judge
                             |sketch-cvae|doodle-judge [--text-encoder auto|openai-clip|ours] [--workers N]
-                            [--quick] [--epochs N] [--out DIR] [--resume] [--condition attributes|clip] [--image-size 32]
+                            [--quick] [--epochs N | --time-budget 20m] [--out DIR] [--resume] [--condition attributes|clip]
+                            [--image-size 32]
     python -m helpers generate "Print number 5" [--model text-cvae] [--checkpoint DIR] [--n 16] [--seed 0] [--out DIR]
     python -m helpers generate --model celeba-cvae "a smiling man with eyeglasses" [--condition clip]
-    python -m helpers generate --model ldm "a smiling woman" [--guidance 3] [--steps 50] [--sampler ddim|ddpm]
-    python -m helpers generate --model cifar-ddpm "a photo of a cat" [--guidance 3] [--steps 50] [--sampler ddim|ddpm]
+    python -m helpers generate --model ldm "a smiling woman" [--guidance 3] [--steps 20] [--sampler dpm++2m|ddim|ddpm]
+    python -m helpers generate --model cifar-ddpm "a photo of a cat" [--guidance 3] [--steps 20] [--sampler dpm++2m|ddim|ddpm]
     python -m helpers generate --model sketch-cvae --prompt "a sketch of a cat"
     python -m helpers reconstruct [--model vae|ldm-autoencoder|sketch-cvae] [--checkpoint DIR] [--n 8] [--out DIR]
     python -m helpers evaluate [--model text-cvae|vae|clip|celeba-cvae|celeba-gan|ldm|cifar-ddpm] [--checkpoint DIR]
@@ -26,6 +27,8 @@ TRAINABLE = ("vae", "text-cvae", "judge", "clip", *FACE_MODELS, "face-judge", "l
              "cifar-judge", "sketch-cvae", "doodle-judge")
 GENERATORS = ("text-cvae", "vae", *FACE_MODELS, "ldm", "cifar-ddpm", "sketch-cvae")
 EVALUABLE = (*GENERATORS, "clip")
+SAMPLERS = ("dpm++2m", "ddim", "ddpm")
+BUDGETED = ("ldm", "cifar-ddpm")  # trained to a time budget by default (the mode's), --time-budget changes it  # helpers.diffusion.SAMPLERS, without importing torch for --help
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -61,6 +64,13 @@ def cmd_train(args) -> None:
         if args.grad_accum < 1:
             raise CourseError(f"--grad-accum must be at least 1, got {args.grad_accum}")
         os.environ["COURSE_GRAD_ACCUM"] = str(args.grad_accum)  # every Trainer of this run reads it
+    budget = None
+    if args.time_budget is not None:
+        from helpers.train import parse_duration
+
+        budget = parse_duration(args.time_budget)  # refuses "abc", 0, -5m ... with one line
+        if args.model not in BUDGETED:  # the diffusion models take it as an argument (not their autoencoder, CLIP)
+            os.environ["COURSE_TIME_BUDGET"] = str(budget)  # every Trainer of this run reads it
     if not is_main_process():  # under a multi-process launcher only rank 0 talks (errors still reach stderr)
         sys.stdout = open(os.devnull, "w")
     print(f"training {args.model} ({cfg}) -> {out}", flush=True)
@@ -93,7 +103,7 @@ def cmd_train(args) -> None:
     elif args.model == "ldm":
         from helpers.ldm import train_ldm
 
-        ldm = train_ldm(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif)
+        ldm = train_ldm(cfg, out, epochs=args.epochs, resume=args.resume, gif_path=args.gif, time_budget=budget)
         print(f"trained {ldm.parameters / 1e6:.1f}M-parameter latent UNet for {ldm.train_seconds:.0f} s; draw with "
               f"`python -m helpers generate --model ldm \"a smiling woman\"`, measure with "
               f"`python -m helpers evaluate --model ldm`")
@@ -101,7 +111,7 @@ def cmd_train(args) -> None:
         from helpers.cifar import train_cifar_ddpm
 
         ddpm = train_cifar_ddpm(cfg, out, epochs=args.epochs, image_size=args.image_size, resume=args.resume,
-                                gif_path=args.gif)
+                                gif_path=args.gif, time_budget=budget)
         print(f"trained {ddpm.parameters / 1e6:.1f}M-parameter UNet for {ddpm.train_seconds:.0f} s; draw with "
               f"`python -m helpers generate --model cifar-ddpm \"a photo of a cat\"`, measure with "
               f"`python -m helpers evaluate --model cifar-ddpm`")
@@ -413,8 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--grad-accum", type=int, default=None, metavar="N",
                        help="average the gradients of N batches per optimizer step (effective batch = batch x "
                             "processes x N); works under `accelerate launch` too")
-    train.add_argument("--image-size", type=int, default=32, choices=(32, 64),
-                       help="cifar-ddpm: train at 32x32 (CIFAR's size) or on images upscaled to 64x64")
+    train.add_argument("--time-budget", metavar="DURATION",
+                       help="train for this long (90s, 20m, 1.5h) instead of a number of epochs: the run measures "
+                            "its speed, then plans its steps and learning-rate schedule to end on time; "
+                            "--resume finishes the plan")
+    train.add_argument("--image-size", type=int, default=None, choices=(16, 32, 64),
+                       help="cifar-ddpm: 16x16 (quick mode's), 32x32 (CIFAR's size, full mode's) or upscaled 64x64")
     train.set_defaults(func=cmd_train)
 
     generate = sub.add_parser("generate", help="generate digits, faces or CIFAR-10 images from a prompt")
@@ -442,8 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (generate, evaluate):
         command.add_argument("--guidance", type=float, default=3.0,
                              help="ldm, cifar-ddpm: classifier-free guidance scale (0 unconditional, 1 none, 3 default)")
-        command.add_argument("--steps", type=int, default=50, help="ldm, cifar-ddpm: sampling steps (50 DDIM; 1000 DDPM)")
-        command.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="ldm, cifar-ddpm: sampler")
+        command.add_argument("--steps", type=int, default=20,
+                             help="ldm, cifar-ddpm: sampling steps (20 for dpm++2m, 50 for ddim, 1000 for ddpm)")
+        command.add_argument("--sampler", choices=SAMPLERS, default="dpm++2m",
+                             help="ldm, cifar-ddpm: DPM-Solver++(2M) (fast), DDIM, or DDPM (the 1,000-step original)")
         command.add_argument("--condition", choices=("attributes", "clip"), default="attributes",
                              help="which celeba-cvae/celeba-gan run: attribute- or CLIP-conditioned")
     for command in (train, generate, reconstruct, evaluate):

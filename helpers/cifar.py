@@ -196,7 +196,7 @@ class ClassToImage(TrainedModel):
             model.load_state_dict(weights)
         except RuntimeError:
             raise CourseError(f"weights in {run_dir} do not fit the current UNet; retrain with `{hint}`") from None
-        schedule = schedule_of(extra.get("settings", {}))
+        schedule = NoiseSchedule.from_settings(extra.get("settings", {}))
         return cls(model.to(device).eval(), schedule, extra.get("history", []), reader, extra)
 
 
@@ -205,14 +205,6 @@ def cifar_data(cfg: CourseConfig, image_size: int | None = None, limit_per_class
     """The mode's CIFAR-10 at the mode's image size (limit_per_class=-1: the mode's setting; None: all images)."""
     limit = SETTINGS[cfg.mode].limit_per_class if limit_per_class == -1 else limit_per_class
     return load_cifar10(cfg, image_size=image_size or SETTINGS[cfg.mode].image_size, limit_per_class=limit)
-
-
-def schedule_of(settings: dict | DDPMSettings) -> NoiseSchedule:
-    """The noise schedule a DDPM trains and samples with, from its settings (as saved in its checkpoint; runs saved
-    before prediction types existed were epsilon-prediction on the linear schedule)."""
-    settings = asdict(settings) if isinstance(settings, DDPMSettings) else settings
-    return NoiseSchedule(settings.get("diffusion_steps", 1000), settings.get("schedule", "linear"),
-                         settings.get("prediction", "epsilon"), settings.get("shift", 1.0))
 
 
 def ddpm_loss_fn(schedule: NoiseSchedule, p_uncond: float, min_snr_gamma: float | None = None):
@@ -264,7 +256,7 @@ def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs
     out = Path(out or cfg.run_dir(KIND))
     data = data or cifar_data(cfg, image_size or settings.image_size, settings.limit_per_class)
     image_size = int(data.train_images.shape[-1])
-    schedule = schedule_of(settings)
+    schedule = NoiseSchedule.from_settings(asdict(settings))
     if resume and has_checkpoint(out):
         recorded = read_checkpoint(out, KIND).index["extra"]
         if recorded.get("data") != data.source or recorded.get("image_size") != image_size:

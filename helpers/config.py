@@ -111,8 +111,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     },
     # Notebook 05, stage 2: the text-conditioned UNet on 16x16x4 latents (width = its first level's channels).
     "ldm": {
-        "quick": Recipe(epochs=3, batch_size=64, lr=1e-3, width=32, latent_dim=0),
-        "full": Recipe(epochs=100, batch_size=256, lr=2e-4, width=128, latent_dim=0, gif_every=5),
+        "quick": Recipe(epochs=3, batch_size=32, lr=2e-3, width=32, latent_dim=0),
+        "full": Recipe(epochs=100, batch_size=256, lr=5e-4, width=128, latent_dim=0, gif_every=5),
     },
     # Notebook 07: the text-to-sketch CVAE at 128x128 (width = first conv's channels, latent_dim = z),
     # the CLIP trained on the sketch captions when OpenAI's is not available, and the doodle judge.

@@ -104,6 +104,13 @@ class NoiseSchedule:
         # float32 copy with a leading 1 (t = -1: the clean image): MPS has no float64, and lookups are per batch
         self._table = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod]).float()
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> "NoiseSchedule":
+        """The schedule a model's settings name (as its checkpoint saved them: `diffusion_steps`, `schedule`,
+        `prediction`, `shift`; runs saved before prediction types existed were epsilon on the linear schedule)."""
+        return cls(settings.get("diffusion_steps", 1000), settings.get("schedule", "linear"),
+                   settings.get("prediction", "epsilon"), settings.get("shift", 1.0))
+
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """abar_t for a batch of steps (B,), shaped to broadcast against `like` (B, C, H, W); any t < 0 gives 1
         (the clean image: where the last step of a sampler lands)."""

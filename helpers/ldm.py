@@ -62,17 +62,24 @@ class LDMSettings:
     pooled: bool = True  # also add the pooled sentence vector to the time embedding
     train_limit: int | None = None  # train the UNet on the first N faces only (None: all)
     p_uncond: float = 0.1
-    schedule: str = "linear"
+    schedule: str = "cosine"
     diffusion_steps: int = 1000
+    prediction: str = "v"  # notebook 06's recipe (benchmarks/bench_ddpm.py measured it): v, min-SNR-5, cosine
+    min_snr_gamma: float | None = 5.0
+    shift: float = 1.0
+    lr_schedule: str = "cosine"
+    time_budget: float | None = None  # seconds of UNet training; replaces the recipe's epochs when set
+    sampler: str = "dpm++2m"
+    sample_steps: int = 20
 
 
 SETTINGS = {
-    # quick: a 1.3M-parameter UNet on the 16x16x4 latents of 2,000 faces, ~40 s on 2 CPU cores
+    # quick: a 1.3M-parameter UNet on the 16x16x4 latents of every training face, 100 s on 2 CPU cores
     "quick": LDMSettings(ae_mults=(1, 2, 4), latent_channels=4, kl_weight=1e-4, unet_mults=(1, 2, 2), unet_blocks=1,
-                         attention_levels=(1, 2), dropout=0.0, ema_decay=0.99, train_limit=2000),
-    # full: ~30 M-parameter UNet on the 200k CelebA faces, about an hour on one GPU
+                         attention_levels=(1, 2), dropout=0.0, ema_decay=0.995, time_budget=100),
+    # full: the UNet on the 200k CelebA faces' latents for 15 minutes (a larger --time-budget trains longer)
     "full": LDMSettings(ae_mults=(1, 2, 4), latent_channels=4, kl_weight=1e-4, unet_mults=(1, 2, 3),
-                        unet_blocks=2, attention_levels=(1, 2), dropout=0.1, ema_decay=0.9999),
+                        unet_blocks=2, attention_levels=(1, 2), dropout=0.1, ema_decay=0.9995, time_budget=15 * 60),
 }
 
 
@@ -167,7 +174,8 @@ def null_like(condition: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.zeros_like(part) for part in condition)
 
 
-def ldm_loss_fn(schedule: NoiseSchedule, clip: ClipTextEncoder, scale: float, p_uncond: float, pooled: bool):
+def ldm_loss_fn(schedule: NoiseSchedule, clip: ClipTextEncoder, scale: float, p_uncond: float, pooled: bool,
+                min_snr_gamma: float | None = None):
     def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
         latents, flipped, attrs = batch
         flip = torch.rand(len(latents), device=latents.device) < 0.5
@@ -181,7 +189,7 @@ def ldm_loss_fn(schedule: NoiseSchedule, clip: ClipTextEncoder, scale: float, p_
         def eps_fn(x, t):
             return trainer.model(x, t, context=states, context_mask=mask, pooled=vector)
 
-        return {"loss": training_loss(schedule, eps_fn, z0)}
+        return {"loss": training_loss(schedule, eps_fn, z0, min_snr_gamma=min_snr_gamma)}
 
     return loss_fn
 
@@ -211,8 +219,9 @@ class TextToFace(TrainedModel):
                 raise CourseError(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], *, guidance: float = 3.0, steps: int = 50, sampler: str = "ddim",
-                 seed: int = 0, batch_size: int = 128, progress: bool = False, keep=None) -> torch.Tensor:
+    def generate(self, prompts: Sequence[str], *, guidance: float = 3.0, steps: int = 20, sampler: str = "dpm++2m",
+                 seed: int = 0, batch_size: int = 128, progress: bool = False, keep=None,
+                 spacing: str = "trailing") -> torch.Tensor:
         """One face per prompt, (N, 3, S, S) in [-1, 1] on the CPU; the same seed gives the same faces.
 
         guidance 0 = unconditional, 1 = plain conditional, > 1 = classifier-free guidance towards the prompt.
@@ -235,7 +244,8 @@ class TextToFace(TrainedModel):
             eps = (guided(eps_fn, condition, null_like(condition), guidance) if guidance > 0
                    else lambda x, t, null=null_like(condition): eps_fn(x, t, null))
             z = sample(eps, (len(chunk), *self.autoencoder.config.latent_shape), self.schedule, sampler=sampler,
-                       steps=steps, generator=generator, device=self.device, progress=progress, clip=False, keep=keep)
+                       steps=steps, generator=generator, device=self.device, progress=progress, clip=False, keep=keep,
+                       spacing=spacing)
             out.append(self.autoencoder.decode(z / self.scale).clamp(-1, 1).cpu())
         return torch.cat(out)
 
@@ -263,19 +273,19 @@ class TextToFace(TrainedModel):
             raise CourseError(f"weights in {run_dir} do not fit the current UNet; retrain with `{hint}`") from None
         autoencoder = load_autoencoder(recorded_run(extra, "autoencoder", AE_KIND, hint), cfg.device)
         clip = ClipTextEncoder.from_checkpoint(recorded_run(extra, "clip", "clip", hint), cfg.device)
-        schedule = NoiseSchedule(extra["diffusion_steps"], extra["schedule"])
+        schedule = NoiseSchedule.from_settings(extra.get("settings", {}))
         return cls(unet.to(cfg.device), autoencoder, clip, schedule, extra["latent_scale"], extra.get("history", []),
                    extra)
 
 
 def _gif_render(autoencoder: Autoencoder, clip: ClipTextEncoder, schedule: NoiseSchedule, scale: float,
-                steps: int, guidance: float = 3.0):
+                steps: int, sampler: str, guidance: float = 3.0):
     prompts = [p for p in GRID_PROMPTS for _ in range(GIF_SEEDS)]  # one row per prompt, the same seeds every epoch
     labels = [p.replace("a ", "", 1) for p in GRID_PROMPTS]
 
     def render(unet: UNet) -> torch.Tensor:
         images = TextToFace(unet, autoencoder, clip, schedule, scale).generate(prompts, guidance=guidance,
-                                                                               steps=steps, seed=1234)
+                                                                               steps=steps, sampler=sampler, seed=1234)
         return labelled_grid((images + 1) / 2, labels, ncol=GIF_SEEDS, scale=2)
 
     return render
@@ -291,14 +301,18 @@ def build_unet(width: int, settings: LDMSettings, clip: ClipTextEncoder) -> UNet
 def train_ldm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None, resume: bool = False,
               progress: bool = True, gif_path: str | Path | None = None, data: FaceSplits | None = None,
               autoencoder_dir: str | Path | None = None, clip_dir: str | Path | None = None,
-              settings: LDMSettings | None = None, callbacks: Sequence = (), **recipe_overrides) -> TextToFace:
+              settings: LDMSettings | None = None, callbacks: Sequence = (), time_budget: float | str | None = None,
+              **recipe_overrides) -> TextToFace:
     """Stage 2: the text-conditioned latent UNet into `out` (default runs/ldm).
 
     Uses the autoencoder in `autoencoder_dir` (default runs/ldm-autoencoder) and our CLIP in `clip_dir`
-    (default runs/clip); each is trained first if this mode has none for these faces.
+    (default runs/clip); each is trained first if this mode has none for these faces. `time_budget` (seconds or
+    "20m"; default: the mode's) trains the UNet for that long; `epochs` without a budget trains that many epochs.
     """
     recipe = cfg.recipe(KIND, epochs=epochs, **recipe_overrides)
     settings = settings or SETTINGS[cfg.mode]
+    if time_budget is None and epochs is None:
+        time_budget = settings.time_budget
     out = Path(out or cfg.run_dir(KIND))
     data = data or face_data(cfg)
     autoencoder_dir = Path(autoencoder_dir or cfg.run_dir(AE_KIND))
@@ -321,7 +335,7 @@ def train_ldm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int |
     scale = latent_scale(latents)
     encode_seconds = time.perf_counter() - start
     dataset = torch.utils.data.TensorDataset(latents, flipped, attrs)
-    schedule = NoiseSchedule(settings.diffusion_steps, settings.schedule)
+    schedule = NoiseSchedule.from_settings(asdict(settings))
     seed_everything(cfg.seed)
     unet = build_unet(recipe.width, settings, clip)
     extra = {"mode": cfg.mode, "recipe": asdict(recipe), "settings": asdict(settings), "data": data.source,
@@ -329,14 +343,16 @@ def train_ldm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int |
              "diffusion_steps": settings.diffusion_steps, **recorded}
     gif_path = Path(gif_path) if gif_path else out / "training.gif"
     callbacks = [EMA(settings.ema_decay), WallClock(),
-                 GifFrames(_gif_render(autoencoder, clip, schedule, scale, steps=10 if cfg.quick else 50),
+                 GifFrames(_gif_render(autoencoder, clip, schedule, scale, settings.sample_steps, settings.sampler),
                            out / "frames", gif_path, every=recipe.gif_every),
                  Checkpointing(out, KIND, resume=resume, extra=extra), *callbacks]
     if progress:
         callbacks.append(ProgressBar())
-    trainer = Trainer(unet, ldm_loss_fn(schedule, clip, scale, settings.p_uncond, settings.pooled), dataset,
+    trainer = Trainer(unet, ldm_loss_fn(schedule, clip, scale, settings.p_uncond, settings.pooled,
+                                        settings.min_snr_gamma), dataset,
                       epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device,
-                      callbacks=callbacks, seed=cfg.seed, grad_clip=1.0)
+                      callbacks=callbacks, seed=cfg.seed, grad_clip=1.0, lr_schedule=settings.lr_schedule,
+                      time_budget=time_budget)
     trainer.fit()
     return TextToFace(trainer.ema_model, autoencoder, clip, schedule, scale, trainer.history, extra)
 
@@ -378,7 +394,7 @@ def single_attribute_accuracy(draw, judge, judged: Sequence[str], *, per_prompt:
 
 
 def attribute_accuracy(ldm: TextToFace, judge, judged: Sequence[str], *, per_prompt: int = 16,
-                       guidance: float = 3.0, steps: int = 50, sampler: str = "ddim", seed: int = 0) -> dict:
+                       guidance: float = 3.0, steps: int = 20, sampler: str = "dpm++2m", seed: int = 0) -> dict:
     """`single_attribute_accuracy` of the latent diffusion model at one guidance scale, sampler and step count."""
     result = single_attribute_accuracy(
         lambda texts: ldm.generate(texts, guidance=guidance, steps=steps, sampler=sampler, seed=seed),
@@ -397,7 +413,7 @@ def real_attribute_rates(judge, judged: Sequence[str], data: FaceSplits) -> dict
 
 
 def sample_fid(ldm: TextToFace, clip: ClipTextEncoder, data: FaceSplits, *, n: int = 500, guidance: float = 3.0,
-               steps: int = 50, sampler: str = "ddim", seed: int = 0) -> dict[str, float]:
+               steps: int = 20, sampler: str = "dpm++2m", seed: int = 0) -> dict[str, float]:
     """FID/KID of faces drawn from held-out captions vs the held-out faces, on our CLIP's image features."""
     from helpers.facegen import frechet_distance, kernel_inception_distance
 
@@ -410,7 +426,7 @@ def sample_fid(ldm: TextToFace, clip: ClipTextEncoder, data: FaceSplits, *, n: i
             "kid_clip": kernel_inception_distance(fake_features, real_features)[0], "n": n}
 
 
-def guidance_grid(ldm: TextToFace, prompts: Sequence[str], scales: Sequence[float], steps: int = 50,
+def guidance_grid(ldm: TextToFace, prompts: Sequence[str], scales: Sequence[float], steps: int = 20,
                   seed: int = 0) -> torch.Tensor:
     """A row per guidance scale, a column per prompt, the same starting noise everywhere."""
     rows = [ldm.generate(list(prompts), guidance=s, steps=steps, seed=seed) for s in scales]
