@@ -205,6 +205,62 @@ def unet_costs(args, cfg, results):
     results["training_gflops_per_image"] = {k: round(v / 1e9, 3) for k, v in flops.items()}
 
 
+def quality_curve(args, cfg, data, judge, results):
+    """The adopted recipe trained for `--curve` seconds, judged after every epoch: quality against images seen
+    and training FLOPs (the figure figures/ddpm_quality_vs_compute.png)."""
+    from helpers.train import Evaluate
+
+    settings = replace(cifar.SETTINGS["quick"], image_size=data.image_size)
+    recipe = cfg.recipe(cifar.KIND)
+    flops = training_flops(cifar.build_unet(recipe.width, settings), data.image_size)
+    points = []
+
+    def judge_now(model):
+        ddpm = cifar.ClassToImage(model, NoiseSchedule.from_settings(asdict(settings)),
+                                  extra={"image_size": data.image_size})
+        quality = cifar.evaluate_ddpm(ddpm, judge, data, per_class=10, guidance=3.0, steps=20, sampler="dpm++2m")
+        points.append({"class_accuracy": quality["class_accuracy"], "fid_own": quality["fid_own"]})
+        return {}
+
+    class JudgeEMA(Evaluate):  # judge the EMA weights, the ones that sample
+        def after_epoch(self, trainer):
+            judge_now(trainer.ema_model)
+            points[-1].update(step=trainer.step, images_seen=trainer.step * recipe.batch_size,
+                              train_seconds=trainer.history[-1]["train_seconds"])
+            points[-1]["training_pflops"] = points[-1]["images_seen"] * flops / 1e15
+            print(f"epoch {trainer.epoch + 1}: {points[-1]}", flush=True)
+
+    seed_everything(cfg.seed)
+    schedule = NoiseSchedule.from_settings(asdict(settings))
+    trainer = Trainer(cifar.build_unet(recipe.width, settings),
+                      cifar.ddpm_loss_fn(schedule, settings.p_uncond, settings.min_snr_gamma), data.train_set(),
+                      epochs=1, batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, seed=cfg.seed,
+                      grad_clip=1.0, lr_schedule=settings.lr_schedule, time_budget=args.curve,
+                      callbacks=[EMA(settings.ema_decay), WallClock(), JudgeEMA(lambda m: {})])
+    trainer.fit()
+    results["quality_curve"] = {"seconds": args.curve, "training_gflops_per_image": flops / 1e9, "points": points}
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = [p["images_seen"] for p in points]
+    ax.plot(x, [100 * p["class_accuracy"] for p in points], "o-", label="judged class accuracy (%)")
+    ax.set_xlabel(f"training images seen (x {flops / 1e9:.2f} GFLOP each)")
+    ax.set_ylabel("judged class accuracy (%)")
+    twin = ax.twinx()
+    twin.plot(x, [p["fid_own"] for p in points], "s--", color="tab:red", label="FID (judge features)")
+    twin.set_ylabel("FID (judge features)")
+    ax.set_title(f"DDPM, {data.image_size}x{data.image_size} {'procedural icons' if data.source.startswith('synthetic') else 'CIFAR-10'}, "
+                 f"one {args.curve:.0f}-s CPU run (cosine LR over the whole run)", fontsize=9)
+    fig.legend(loc="center right", fontsize=8)
+    fig.tight_layout()
+    out = cfg.figures_for(data.source) / f"ddpm_quality_vs_compute_{data.image_size}px.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"figure -> {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60, help="training wall-clock of every recipe row")
@@ -215,6 +271,8 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="the local CIFAR-10 in COURSE_DATA, all images")
     parser.add_argument("--skip", default="", help="parts to skip: study,samplers,costs")
     parser.add_argument("--judge-dir", help="a trained cifar-judge run for this data and size (trained if missing)")
+    parser.add_argument("--curve", type=float, default=0, help="also train the adopted recipe this many seconds, "
+                                                                "judged every epoch (quality vs compute figure)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     cfg = get_config(quick=True)
@@ -235,6 +293,8 @@ def main() -> None:
         samplers(ddpm, judge, data, max(2, args.per_class // 2), results)
     if "costs" not in skip:
         unet_costs(args, cfg, results)
+    if args.curve:
+        quality_curve(args, cfg, data, judge, results)
     write_results(f"ddpm{args.tag}", results)
 
 

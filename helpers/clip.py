@@ -116,6 +116,7 @@ def clip_loss_fn(tokenizer: CaptionTokenizer, max_tokens: int):
 
 
 def train_clip(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+               time_budget: float | str | None = None,
                resume: bool = False, progress: bool = True, data: FaceSplits | None = None,
                batch_size: int | None = None) -> Trainer:
     """Train our CLIP on the faces of this mode into `out` (default runs/clip)."""
@@ -142,7 +143,7 @@ def train_clip(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int 
         callbacks.append(ProgressBar(("loss", "batch_accuracy")))
     trainer = Trainer(model, clip_loss_fn(tokenizer, config.max_tokens), data.train_set(), epochs=recipe.epochs,
                       batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, callbacks=callbacks,
-                      seed=cfg.seed, weight_decay=0.05)
+                      seed=cfg.seed, time_budget=time_budget, weight_decay=0.05)
     trainer.fit()
     trainer.tokenizer = tokenizer
     return trainer

@@ -63,6 +63,7 @@ def vae_loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
 
 
 def train_vae(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+              time_budget: float | str | None = None,
               latent_dim: int | None = None, resume: bool = False, gif_path: str | Path | None = None,
               progress: bool = True, recipe_name: str = "vae") -> Trainer:
     """Train the conv VAE of notebook 01 into `out` (default runs/<recipe_name>); returns the finished Trainer.
@@ -86,7 +87,7 @@ def train_vae(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int |
     if progress:
         callbacks.append(ProgressBar(("loss", "recon", "kl")))
     trainer = Trainer(model, vae_loss_fn, data.train_set(), epochs=recipe.epochs, batch_size=recipe.batch_size,
-                      lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed)
+                      lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed, time_budget=time_budget)
     trainer.fit()
     return trainer
 
@@ -212,6 +213,7 @@ def gif_prompts() -> list[str]:
 
 
 def train_text_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+                    time_budget: float | str | None = None,
                     resume: bool = False, gif_path: str | Path | None = None, progress: bool = True,
                     aux_weight: float = AUX_WEIGHT, kl_warmup_epochs: int | None = None,
                     latent_dim: int | None = None, bank: PromptBank | None = None) -> Trainer:
@@ -242,7 +244,8 @@ def train_text_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epochs:
     if progress:
         callbacks.append(ProgressBar(("loss", "recon", "kl", "aux")))
     trainer = Trainer(model, text_cvae_loss_fn(bank, aux_weight), data.train_set(), epochs=recipe.epochs,
-                      batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed)
+                      batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed,
+                      time_budget=time_budget)
     trainer.fit()
     return trainer
 

@@ -107,6 +107,7 @@ def reconstruction_psnr(autoencoder: Autoencoder, images: torch.Tensor, batch_si
 
 
 def train_autoencoder(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+                      time_budget: float | str | None = None,
                       resume: bool = False, progress: bool = True, data: FaceSplits | None = None,
                       settings: LDMSettings | None = None) -> tuple[Autoencoder, list[dict]]:
     """Stage 1: the face autoencoder into `out` (default runs/ldm-autoencoder); held-out PSNR every epoch."""
@@ -125,7 +126,7 @@ def train_autoencoder(cfg: CourseConfig, out: str | Path | None = None, *, epoch
         callbacks.append(ProgressBar(("loss", "psnr")))
     trainer = Trainer(model, _flip_loss(settings.kl_weight), data.train_set(), epochs=recipe.epochs,
                       batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, callbacks=callbacks,
-                      seed=cfg.seed, channels_last=True)
+                      seed=cfg.seed, time_budget=time_budget, channels_last=True)
     trainer.fit()
     return trainer.model.eval(), trainer.history
 

@@ -210,6 +210,7 @@ def heldout_bce(model: SketchCVAE, images: torch.Tensor, cond: torch.Tensor) -> 
 
 
 def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
+                      time_budget: float | str | None = None,
                       resume: bool = False, progress: bool = True, gif_path: str | Path | None = None,
                       data: SketchSplits | None = None, text_encoder: str = "auto", encoder=None,
                       recorded: dict | None = None, num_workers: int = 0, persistent_workers: bool = False,
@@ -251,7 +252,8 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
         all_callbacks.append(ProgressBar(("loss", "bce", "kl")))
     trainer = Trainer(model, sketch_loss_fn(bank, index, beta), data.train_set(), epochs=recipe.epochs,
                       batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device,
-                      callbacks=[c for c in all_callbacks if c is not None], seed=cfg.seed, grad_clip=grad_clip,
+                      callbacks=[c for c in all_callbacks if c is not None], seed=cfg.seed,
+                      time_budget=time_budget, grad_clip=grad_clip,
                       num_workers=num_workers, persistent_workers=persistent_workers, pin_memory=pin_memory, amp=amp)
     trainer.fit()
     return TextToSketch(trainer.model, encoder, trainer.history, extra)

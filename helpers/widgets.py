@@ -132,7 +132,7 @@ def face_app(generators: dict, n: int = 8, default_prompt: str = "a smiling woma
 
 
 def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with blond hair", max_steps: int = 100):
-    """Notebook 05's widget: prompt box + guidance, steps and seed sliders -> a row of faces from `ldm`
+    """Notebook 05's widget: prompt box + sampler, guidance, steps and seed -> a row of faces from `ldm`
     (a `helpers.ldm.TextToFace`), with the sampling time so the cost of more steps is visible."""
     import time
 
@@ -143,7 +143,10 @@ def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with b
                           layout=widgets.Layout(width="420px"))
     guidance = widgets.FloatSlider(value=3.0, min=0.0, max=8.0, step=0.5, description="guidance",
                                    continuous_update=False)
-    steps = widgets.IntSlider(value=min(25, max_steps), min=5, max=max_steps, step=5, description="DDIM steps",
+    from helpers.diffusion import SAMPLERS
+
+    sampler = widgets.Dropdown(options=SAMPLERS, value="dpm++2m", description="sampler")
+    steps = widgets.IntSlider(value=min(20, max_steps), min=5, max=max_steps, step=5, description="steps",
                               continuous_update=False)
     seed = widgets.IntSlider(value=0, min=0, max=99, description="seed", continuous_update=False)
     output = widgets.Output()
@@ -153,15 +156,16 @@ def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with b
             output.clear_output(wait=True)
             start = time.perf_counter()
             try:
-                images = ldm(prompt.value, n=n, guidance=guidance.value, steps=steps.value, seed=seed.value)
+                images = ldm(prompt.value, n=n, guidance=guidance.value, steps=steps.value, seed=seed.value,
+                             sampler=sampler.value)
             except CourseError as error:
                 print(f"error: {error}")
                 return
-            title = f"w = {guidance.value:g}, {steps.value} steps, {time.perf_counter() - start:.1f} s"
+            title = f"{sampler.value}, w = {guidance.value:g}, {steps.value} steps, {time.perf_counter() - start:.1f} s"
             show(image_grid((images + 1) / 2, nrow=n, scale=2), title=title, size=10)
             plt.show()
 
-    for control in (prompt, guidance, steps, seed):
+    for control in (prompt, sampler, guidance, steps, seed):
         control.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([prompt, widgets.HBox([guidance, steps]), seed, output])
+    return widgets.VBox([prompt, widgets.HBox([sampler, guidance]), widgets.HBox([steps, seed]), output])

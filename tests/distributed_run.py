@@ -35,7 +35,7 @@ def save_image(image, path, *args, **kwargs):
 
 
 class StopOneRank(train.Callback):
-    """Rank 1 alone asks to stop after `batches` batches (as a TimeBudget whose clock ran out first would)."""
+    """Rank 1 alone asks to stop after `batches` batches (as a time budget whose clock ran out first would)."""
 
     def __init__(self, batches: int):
         self.batches, self.seen = batches, 0

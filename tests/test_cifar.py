@@ -12,7 +12,8 @@ from helpers.checkpoint import read_checkpoint
 from helpers.data.cifar10 import ImageSplits, synthetic_cifar
 from helpers.errors import CourseError
 from helpers.models.unet import UNet, UNetConfig, count_parameters
-from helpers.train import EMA, Trainer
+from helpers.config import get_config
+from helpers.train import EMA, Callback, Trainer
 
 TINY = cifar.DDPMSettings(limit_per_class=None, mults=(1, 2), blocks=1, attention_levels=(1,), dropout=0.0,
                           ema_decay=0.9, diffusion_steps=100)
@@ -24,9 +25,22 @@ def tiny_data(n_per_class: int = 4, size: int = 16) -> ImageSplits:
     return ImageSplits(*train, *test, source=f"synthetic-test-{size}")
 
 
-def train_tiny(cfg, out, epochs: int, resume: bool = False, data=None):
+def train_tiny(cfg, out, epochs: int, resume: bool = False, data=None, callbacks=()):
     return cifar.train_cifar_ddpm(cfg, out, epochs=epochs, data=data or tiny_data(), settings=TINY, width=8,
-                                  batch_size=8, lr=2e-3, resume=resume, progress=False, gif_every=100)
+                                  batch_size=8, lr=2e-3, resume=resume, progress=False, gif_every=100,
+                                  callbacks=callbacks)
+
+
+class StopAfterEpoch(Callback):
+    """The machine goes away after `epochs` epochs (after the checkpoint of that epoch is written)."""
+
+    order = 200
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def after_epoch(self, trainer):
+        trainer.stop_training = trainer.epoch + 1 >= self.epochs
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +96,11 @@ def test_attention_only_where_asked():
     assert attention_layers((2,)) == 2 + 2 + 3  # two blocks down, three up at the lowest level
 
 
-def test_quick_unet_is_small_and_full_is_large():
-    quick = cifar.build_unet(32, cifar.SETTINGS["quick"])
-    full = cifar.build_unet(128, cifar.SETTINGS["full"])
-    assert 1.5e6 < count_parameters(quick) < 4e6
-    assert 25e6 < count_parameters(full) < 45e6
+def test_quick_unet_is_small_and_full_is_larger():
+    quick = cifar.build_unet(get_config(quick=True).recipe(cifar.KIND).width, cifar.SETTINGS["quick"])
+    full = cifar.build_unet(get_config(quick=False).recipe(cifar.KIND).width, cifar.SETTINGS["full"])
+    assert 1.2e6 < count_parameters(quick) < 2.5e6  # what 90 CPU-seconds can train (benchmarks/bench_ddpm.py)
+    assert 6e6 < count_parameters(full) < 15e6  # what 15 minutes of a T4-class GPU can train
 
 
 # ------------------------------------------------------------------------------------------ EMA
@@ -132,7 +146,8 @@ def test_loss_falls_and_labels_are_dropped_for_guidance(quick_cfg, tiny_run):
 def test_resumed_run_matches_uninterrupted_run(quick_cfg, tmp_path, tiny_run):
     out, straight = tiny_run
     resumed_dir = tmp_path / "resumed"
-    train_tiny(quick_cfg, resumed_dir, epochs=1)
+    train_tiny(quick_cfg, resumed_dir, epochs=2, callbacks=[StopAfterEpoch(1)])  # the same plan, interrupted
+    assert read_checkpoint(resumed_dir, "cifar-ddpm").index["epoch"] == 1
     resumed = train_tiny(quick_cfg, resumed_dir, epochs=2, resume=True)
     a, b = read_checkpoint(out, "cifar-ddpm"), read_checkpoint(resumed_dir, "cifar-ddpm")
     assert a.index["step"] == b.index["step"] == 10
@@ -159,6 +174,7 @@ def test_generation_is_seeded_guided_and_checked(tiny_run):
     assert not torch.equal(a, ddpm.generate([0, 5], steps=5, seed=4))
     assert not torch.equal(a, ddpm.generate([0, 5], steps=5, seed=3, guidance=1.0))
     assert ddpm.generate([1], steps=4, sampler="ddpm", guidance=0).shape == (1, 3, 16, 16)
+    assert ddpm.generate([1], steps=4, sampler="ddim", spacing="leading").shape == (1, 3, 16, 16)
     raw = cifar.ClassToImage.from_checkpoint(out, use_ema=False)
     assert not torch.equal(a, raw.generate([0, 5], steps=5, seed=3))  # EMA and raw weights differ
     with pytest.raises(CourseError, match="0-9"):
@@ -213,7 +229,7 @@ def test_cli_generate_and_refusals(tiny_run, tmp_path, capsys):
     args = ["generate", "--model", "cifar-ddpm", "--checkpoint", str(out), "--n", "2", "--steps", "3",
             "--out", str(tmp_path)]
     assert main([*args, "a photo of a cat"]) == 0
-    assert len(list(tmp_path.glob("cifar_cat_ddim3_w3_seed0_*.png"))) == 3  # two samples + the grid
+    assert len(list(tmp_path.glob("cifar_cat_dpmpp2m3_w3_seed0_*.png"))) == 3  # two samples + the grid
     assert main([*args, "a bowl of soup"]) == 2
     assert "names no CIFAR-10 class" in capsys.readouterr().err
     assert main(args) == 2
@@ -234,3 +250,18 @@ def test_cli_trains_and_resumes_in_quick_mode(tmp_path, monkeypatch, capsys):
     assert main(["train", "cifar-ddpm", "--quick", "--epochs", "2", "--out", str(out), "--resume"]) == 0
     assert read_checkpoint(out, "cifar-ddpm").index["epoch"] == 2
     assert "trained" in capsys.readouterr().out
+
+
+def test_cli_trains_to_a_time_budget_and_refuses_bad_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(cifar.SETTINGS, "quick", replace(TINY, limit_per_class=2))
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "no-data"))
+    out = tmp_path / "run"
+    for bad in ("abc", "0", "-5m", "10000h"):
+        assert main(["train", "cifar-ddpm", "--quick", "--time-budget", bad, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: time budget") and "\n" not in err
+    assert not out.exists()  # nothing half-written
+    assert main(["train", "cifar-ddpm", "--quick", "--time-budget", "3s", "--out", str(out)]) == 0
+    plan = read_checkpoint(out, "cifar-ddpm").index["extra"]["plan"]
+    assert plan["time_budget"] == 3 and plan["total_steps"] > 4  # planned beyond the recipe's epochs
+    assert "time budget 0.1 min: measured" in capsys.readouterr().out

@@ -18,7 +18,7 @@ from helpers.models.autoencoder import Autoencoder, AutoencoderConfig, psnr
 from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.unet import UNet, UNetConfig
 
-TINY = replace(ldm.SETTINGS["quick"], ae_mults=(1, 2), unet_mults=(1, 2), attention_levels=(1,))
+TINY = replace(ldm.SETTINGS["quick"], ae_mults=(1, 2), unet_mults=(1, 2), attention_levels=(1,), time_budget=None)
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,7 @@ def test_cli_generates_and_refuses(runs, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["generate", "--model", "ldm", "a smiling woman", "--checkpoint", str(root / "ldm"), "--n", "2",
                  "--steps", "2", "--out", str(out), "--quick"]) == 0
-    assert len(list(out.glob("ldm_a-smiling-woman_ddim2_w3_seed0_*.png"))) == 3  # 2 samples + the grid
+    assert len(list(out.glob("ldm_a-smiling-woman_dpmpp2m2_w3_seed0_*.png"))) == 3  # 2 samples + the grid
     for argv, pattern in [
         (["generate", "--model", "ldm", "", "--checkpoint", str(root / "ldm")], "needs a prompt"),
         (["generate", "--model", "ldm", "a man", "--checkpoint", str(tmp_path / "none")], "no checkpoint in"),
