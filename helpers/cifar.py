@@ -1,10 +1,12 @@
 """Notebook 06's track: a class-conditional DDPM on CIFAR-10, from a prompt to an image.
 
-    prompt --ClassReader (MiniLM similarity to class names)--> class --sample(DDIM/DDPM, guidance)--> UNet eps --> image
+    prompt --ClassReader (MiniLM similarity to class names)--> class --sample(DPM-Solver++/DDIM/DDPM, guidance)--> image
 
-- Training: the simplified DDPM loss (helpers/diffusion.training_loss) through the one Trainer, random
-  horizontal flips, labels replaced by the "no class" token with probability `p_uncond` (so one network
-  learns p(x | class) and p(x): what classifier-free guidance needs), an EMA of the weights that samples.
+- Training: the DDPM loss with v-prediction and min-SNR weighting on the cosine schedule
+  (helpers/diffusion.training_loss; benchmarks/bench_ddpm.py measured the recipe) through the one Trainer, to a
+  time budget with a warm-up + cosine learning rate, random horizontal flips, labels replaced by the "no class"
+  token with probability `p_uncond` (so one network learns p(x | class) and p(x): what classifier-free guidance
+  needs), an EMA of the weights that samples.
 - Checkpoints hold the raw weights, the optimizer, the step, the RNG and the EMA, so an interrupted run
   resumed continues exactly as if never stopped (tests/test_cifar.py checks it weight for weight).
 - Judging: a CIFAR-10 classifier trained on the real training images (helpers/cifar_judge) reads the
@@ -292,7 +294,7 @@ def class_grid(images: torch.Tensor, per_class: int, classes: Sequence[str] = CI
     return labelled_grid((images + 1) / 2, list(classes), ncol=per_class, scale=scale, label_width=80)
 
 
-def guidance_grid(ddpm: ClassToImage, scales: Sequence[float], per_class: int = 1, steps: int = 50,
+def guidance_grid(ddpm: ClassToImage, scales: Sequence[float], per_class: int = 1, steps: int = 20,
                   seed: int = 0) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
     """A row per guidance scale, a column per class (same seeds everywhere): how guidance trades variety for class."""
     labels = torch.arange(len(CIFAR10_CLASSES)).repeat(per_class)
@@ -316,7 +318,7 @@ def sample_quality(images: torch.Tensor, labels: torch.Tensor, judge, real: torc
 
 
 def evaluate_ddpm(ddpm: ClassToImage, judge, data: ImageSplits, *, per_class: int = 50, guidance: float = 3.0,
-                  steps: int = 50, sampler: str = "ddim", seed: int = 0, inception: bool = False) -> dict:
+                  steps: int = 20, sampler: str = "dpm++2m", seed: int = 0, inception: bool = False) -> dict:
     """Draw `per_class` images of every class and measure them against the held-out real images."""
     labels = torch.arange(len(CIFAR10_CLASSES)).repeat_interleave(per_class)
     start = time.perf_counter()

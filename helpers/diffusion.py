@@ -207,10 +207,16 @@ def ddpm_step(schedule: NoiseSchedule, output: torch.Tensor, t: int, x_t: torch.
 
 def ddim_step(schedule: NoiseSchedule, output: torch.Tensor, t: int, x_t: torch.Tensor, prev_t: int,
               eta: float = 0.0, noise: torch.Tensor | None = None, clip: bool = True) -> torch.Tensor:
-    """One DDIM step x_t -> x_prev: jump to x0_hat, then walk back out along the predicted noise direction."""
+    """One DDIM step x_t -> x_prev: jump to x0_hat, then walk back out along the predicted noise direction.
+
+    With `clip`, the noise direction is the one that agrees with the clipped x0_hat (diffusers'
+    `use_clipped_model_output=True`): keeping the network's raw eps next to a clipped x0_hat walks out along a
+    direction that no longer matches the image, which under strong guidance leaves washed-out, noisy samples."""
     steps = torch.tensor([t]), torch.tensor([prev_t])
     abar_t, abar_prev = schedule.abar(steps[0], x_t), schedule.abar(steps[1], x_t)
     x0, eps = schedule.split(x_t, output, steps[0], clip)
+    if clip:
+        eps = (x_t - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
     sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).sqrt()
     x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma ** 2).sqrt() * eps
     if eta > 0:

@@ -57,7 +57,8 @@ def test_ddim_steps_match_diffusers(kind, count, eta):
     stride = 1000 // count
     for t in ours.timesteps(count)[:3] + ours.timesteps(count)[-2:]:
         noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(t))
-        expected = theirs.step(eps, t, x_t, eta=eta, generator=torch.Generator().manual_seed(t)).prev_sample
+        expected = theirs.step(eps, t, x_t, eta=eta, generator=torch.Generator().manual_seed(t),
+                               use_clipped_model_output=True).prev_sample  # ours: eps agrees with the clipped x0
         got = ddim_step(ours, eps, t, x_t, t - stride, eta=eta, noise=noise)
         assert torch.allclose(got, expected, atol=1e-4), t
 
@@ -184,7 +185,7 @@ def test_trailing_ddim_matches_diffusers(kind, prediction, count, eta, clip):
                                      prediction_type=DIFFUSERS_PREDICTION[prediction], clip_sample=clip,
                                      timestep_spacing="trailing")
     theirs.set_timesteps(count)
-    expected, their_times = _theirs(theirs, eta=eta)
+    expected, their_times = _theirs(theirs, eta=eta, use_clipped_model_output=clip)
     got, our_times = _ours(NoiseSchedule(1000, kind, prediction), "ddim", count, eta=eta, clip=clip,
                            spacing="trailing")
     assert our_times == their_times
