@@ -205,6 +205,32 @@ def unet_costs(args, cfg, results):
     results["training_gflops_per_image"] = {k: round(v / 1e9, 3) for k, v in flops.items()}
 
 
+def plot_curve(curve: dict, title: str, out) -> None:
+    """Judged accuracy and FID against training images seen (and FLOPs) of one budgeted run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = curve["points"]
+    x = [p["images_seen"] for p in points]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(x, [100 * p["class_accuracy"] for p in points], "o-", label="judged class accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_xlim(0, max(x) * 1.05)
+    ax.set_xlabel(f"training images seen (x {curve['training_gflops_per_image']:.2f} GFLOP each)")
+    ax.set_ylabel("judged class accuracy (%)")
+    twin = ax.twinx()
+    twin.plot(x, [p["fid_own"] for p in points], "s--", color="tab:red", label="FID (judge features)")
+    twin.set_ylim(0, max(p["fid_own"] for p in points) * 1.2)
+    twin.set_ylabel("FID (judge features), lower is better")
+    ax.set_title(f"{title}: one {curve['seconds']:.0f}-s CPU run, judged after every epoch", fontsize=9)
+    fig.legend(loc="lower center", bbox_to_anchor=(0.5, 0.2), fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def quality_curve(args, cfg, data, judge, results):
     """The adopted recipe trained for `--curve` seconds, judged after every epoch: quality against images seen
     and training FLOPs (the figure figures/ddpm_quality_vs_compute.png)."""
@@ -239,25 +265,9 @@ def quality_curve(args, cfg, data, judge, results):
                       callbacks=[EMA(settings.ema_decay), WallClock(), JudgeEMA(lambda m: {})])
     trainer.fit()
     results["quality_curve"] = {"seconds": args.curve, "training_gflops_per_image": flops / 1e9, "points": points}
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    x = [p["images_seen"] for p in points]
-    ax.plot(x, [100 * p["class_accuracy"] for p in points], "o-", label="judged class accuracy (%)")
-    ax.set_xlabel(f"training images seen (x {flops / 1e9:.2f} GFLOP each)")
-    ax.set_ylabel("judged class accuracy (%)")
-    twin = ax.twinx()
-    twin.plot(x, [p["fid_own"] for p in points], "s--", color="tab:red", label="FID (judge features)")
-    twin.set_ylabel("FID (judge features)")
-    ax.set_title(f"DDPM, {data.image_size}x{data.image_size} {'procedural icons' if data.source.startswith('synthetic') else 'CIFAR-10'}, "
-                 f"one {args.curve:.0f}-s CPU run (cosine LR over the whole run)", fontsize=9)
-    fig.legend(loc="center right", fontsize=8)
-    fig.tight_layout()
+    label = "procedural icons" if data.source.startswith("synthetic") else "CIFAR-10"
     out = cfg.figures_for(data.source) / f"ddpm_quality_vs_compute_{data.image_size}px.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    plot_curve(results["quality_curve"], f"DDPM, {data.image_size}x{data.image_size} {label}", out)
     print(f"figure -> {out}")
 
 
