@@ -359,7 +359,7 @@ def cmd_evaluate(args) -> None:
         if ddpm.extra.get("data") != data.source:
             print(f"note: trained on {ddpm.extra.get('data')}, measured against {data.source}")
         judge, judge_accuracy = load_or_train_cifar_judge(cfg, data)
-        print(f"judge accuracy on held-out real images: {judge_accuracy:.2%}")
+        print(f"judge accuracy on held-out images ({data.source}): {judge_accuracy:.2%}")
         real = cifar.real_reference(judge, data)
         print(f"real images:  judged class accuracy {real['class_accuracy']:.2%}, FID (judge features) "
               f"{real['fid_own']:.2f}")
@@ -368,7 +368,7 @@ def cmd_evaluate(args) -> None:
                                      steps=args.steps, sampler=args.sampler, seed=args.seed, inception=True)
         print(f"{result['sampler']}, guidance {result['guidance']:g}, {result['n']} samples: judged class accuracy "
               f"{result['class_accuracy']:.2%}, FID (judge features) {result['fid_own']:.2f}, "
-              f"KID {result['kid_own']:.4f}, {result['ms_per_image']:.0f} ms/image")
+              f"KID {result['kid_own'][0]:.4f} ± {result['kid_own'][1]:.4f}, {result['ms_per_image']:.0f} ms/image")
         print("per class: " + " ".join(f"{c}:{v:.0%}" for c, v in result["per_class"].items()))
         if result.get("fid_inception") is None:
             print(f"Inception FID skipped: {result.get('fid_inception_skipped')}")

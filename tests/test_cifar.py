@@ -267,3 +267,15 @@ def test_cli_trains_to_a_time_budget_and_refuses_bad_ones(tmp_path, monkeypatch,
     assert plan["time_budget"] == 5 and plan["total_steps"] == checkpoint.index["step"]
     assert plan["total_steps"] > 2  # more than the recipe's 2 epochs of 1 step: the budget, not the epochs, decided
     assert "time budget 0.1 min: measured" in capsys.readouterr().out
+
+
+def test_cli_evaluate_reports_samples_and_kid(tiny_run, tmp_path, monkeypatch, capsys):
+    """`evaluate --model cifar-ddpm` in quick mode: a judge (trained here on the procedural icons), 200 samples with
+    the fast solver, KID as mean ± std (it once crashed formatting the pair)."""
+    out, _ = tiny_run
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    assert main(["evaluate", "--model", "cifar-ddpm", "--checkpoint", str(out), "--quick", "--steps", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "dpm++2m-4, guidance 3, 200 samples: judged class accuracy" in printed
+    assert "KID " in printed and " ± " in printed
