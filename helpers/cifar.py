@@ -59,7 +59,7 @@ class DDPMSettings:
 
 
 # quick: a 1.6M-parameter UNet on the 10,000 procedural icons (or the first 1,000 real images per class) at 16x16,
-# trained for 90 s: on a 2-core CPU that draws every class recognisably (benchmarks/bench_diffusion_recipe.py
+# trained for 90 s: on a 2-core CPU that draws every class recognisably (benchmarks/bench_ddpm.py
 # measured the recipe). full: ~9M parameters at CIFAR's 32x32 for 15 minutes (about 20 epochs on a T4-class GPU
 # with mixed precision, by FLOPs; a larger --time-budget trains longer, nothing else changes).
 SETTINGS = {
