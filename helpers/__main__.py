@@ -27,12 +27,17 @@ TRAINABLE = ("vae", "text-cvae", "judge", "clip", *FACE_MODELS, "face-judge", "l
              "cifar-judge", "sketch-cvae", "doodle-judge")
 GENERATORS = ("text-cvae", "vae", *FACE_MODELS, "ldm", "cifar-ddpm", "sketch-cvae")
 EVALUABLE = (*GENERATORS, "clip")
-SAMPLERS = ("dpm++2m", "ddim", "ddpm")
-BUDGETED = ("ldm", "cifar-ddpm")  # trained to a time budget by default (the mode's), --time-budget changes it  # helpers.diffusion.SAMPLERS, without importing torch for --help
+SAMPLERS = ("dpm++2m", "ddim", "ddpm")  # helpers.diffusion.SAMPLERS (fast one first), without importing torch for --help
+BUDGETED = ("ldm", "cifar-ddpm")  # trained to a time budget by default (the mode's), --time-budget changes it
 
 
 def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "prompt"
+
+
+def _sampling_tag(args) -> str:
+    """'dpmpp2m20_w3_seed0': sampler, steps, guidance and seed in a file name ("+" spelt "p")."""
+    return f"{_slug(args.sampler.replace('+', 'p'))}{args.steps}_w{args.guidance:g}_seed{args.seed}"
 
 
 def _config(args):
@@ -209,7 +214,7 @@ def cmd_generate(args) -> None:
         images = ldm(args.prompt, n=args.n, guidance=args.guidance, steps=args.steps, sampler=args.sampler,
                      seed=args.seed, progress=True)
         images, scale = (images + 1) / 2, 2
-        stem = f"ldm_{_slug(args.prompt)}_{_slug(args.sampler.replace('+', 'p'))}{args.steps}_w{args.guidance:g}_seed{args.seed}"
+        stem = f"ldm_{_slug(args.prompt)}_{_sampling_tag(args)}"
     elif args.model == "cifar-ddpm":
         from helpers.cifar import KIND, ClassToImage
         from helpers.data.cifar10 import CIFAR10_CLASSES
@@ -223,7 +228,7 @@ def cmd_generate(args) -> None:
         images, label = ddpm(args.prompt, n=args.n, guidance=args.guidance, steps=args.steps, sampler=args.sampler,
                              seed=args.seed, progress=True)
         images, scale = (images + 1) / 2, 4
-        stem = f"cifar_{CIFAR10_CLASSES[label]}_{_slug(args.sampler.replace('+', 'p'))}{args.steps}_w{args.guidance:g}_seed{args.seed}"
+        stem = f"cifar_{CIFAR10_CLASSES[label]}_{_sampling_tag(args)}"
         print(f"read {args.prompt!r} as the class {CIFAR10_CLASSES[label]}")
     elif args.model == "text-cvae":
         from helpers.checkpoint import read_checkpoint

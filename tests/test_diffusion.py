@@ -280,3 +280,11 @@ def test_bad_settings_are_refused():
         NoiseSchedule(1000).timesteps(10, "uniform")
     with pytest.raises(CourseError, match="unknown timestep spacing"):
         sample(lambda x, t: x, (1, 1, 2, 2), NoiseSchedule(10), sampler="dpm++2m", steps=5, spacing="even")
+
+
+def test_cli_offers_every_sampler():
+    """The CLI spells the samplers out (so `--help` needs no torch): the two lists must not drift apart."""
+    from helpers import __main__ as cli
+    from helpers.diffusion import SAMPLERS
+
+    assert sorted(cli.SAMPLERS) == sorted(SAMPLERS)
