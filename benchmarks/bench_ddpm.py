@@ -7,7 +7,8 @@ UNet costs.
    samples per class (DPM-Solver++(2M), 20 steps, guidance 3) read by a classifier trained on real images, and
    FID on that classifier's features against held-out images. Medians over the rounds.
    Rows: the adopted recipe (v-prediction, min-SNR-5 weighting, cosine schedule, warm-up + cosine learning rate,
-   EMA per optimizer step), each of its choices undone one at a time, the previous recipe (epsilon, linear,
+   EMA per optimizer step), each of its choices undone one at a time, EDM's preconditioned denoiser with its
+   log-normal noise levels (sampled on the same cosine schedule), the previous recipe (epsilon, linear,
    uniform, constant learning rate), and diffusers' UNet2DModel trained with that previous recipe.
 2. Samplers on the adopted model: DPM-Solver++(2M) at 10/20/50 steps and DDIM-50 ("trailing" spacing) against
    DDPM-1000, milliseconds per image and judged accuracy.
@@ -43,6 +44,7 @@ ROWS = {  # name -> (settings changed from the adopted quick recipe, model: "our
     "linear-schedule": (dict(schedule="linear"), "ours"),
     "shifted-cosine": (dict(shift=0.5), "ours"),
     "constant-lr": (dict(lr_schedule="constant"), "ours"),
+    "edm": (dict(prediction="edm", noise_levels="lognormal", min_snr_gamma=None), "ours"),
     "previous": (PREVIOUS, "ours"),
     "diffusers": (PREVIOUS, "diffusers"),
 }
@@ -53,6 +55,7 @@ DESCRIPTIONS = {
     "linear-schedule": "adopted, but the linear noise schedule",
     "shifted-cosine": "adopted, cosine schedule shifted to SNR x4 (shift 0.5)",
     "constant-lr": "adopted, but a constant learning rate",
+    "edm": "EDM: preconditioned denoiser (data std 0.5), log-normal noise levels",
     "previous": "the previous recipe: epsilon, linear, uniform, constant LR",
     "diffusers": "diffusers UNet2DModel (same size) with the previous recipe",
 }

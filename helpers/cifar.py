@@ -48,9 +48,10 @@ class DDPMSettings:
     p_uncond: float = 0.1  # share of labels dropped to "no class" in training (classifier-free guidance)
     schedule: str = "cosine"
     diffusion_steps: int = 1000
-    prediction: str = "v"  # what the UNet outputs: "epsilon" (Ho et al.) or "v" (Salimans & Ho)
+    prediction: str = "v"  # what the UNet outputs: "epsilon" (Ho et al.), "v" (Salimans & Ho) or "edm" (Karras et al.)
     min_snr_gamma: float | None = 5.0  # min-SNR-gamma loss weighting (Hang et al.); None = uniform
     shift: float = 1.0  # the schedule's SNR divided by shift^2 (< 1 for images smaller than 32x32)
+    noise_levels: str = "uniform"  # training steps drawn uniformly, or "lognormal" in sigma (EDM)
     lr_schedule: str = "cosine"  # warm-up then cosine decay (the Trainer's), or "constant"
     image_size: int = 32
     time_budget: float | None = None  # seconds of training; replaces the recipe's epochs when set

@@ -19,11 +19,18 @@ Notation (Ho et al. 2020; Song et al. 2021), with t = 0 .. T-1 and images scaled
                                step for a constant x0; 2M (second order) extrapolates x0_hat from the step u before t:
                                D = x0_hat_t + h / (2 (lambda_t - lambda_u)) (x0_hat_t - x0_hat_u)
                                first and last (s = -1: abar = 1, h = inf) steps: D = x0_hat_t, i.e. DDIM with eta = 0
+    EDM preconditioning        (Karras et al. 2022) in VE terms x = x0 + sigma eps, sigma^2 = (1 - abar)/abar: the
+                               network F sees c_in x and D = c_skip x + c_out F is x0_hat, with c_skip = sd^2/(sigma^2
+                               + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2), c_in = 1 / sqrt(sigma^2 + sd^2), sd the
+                               data's standard deviation (0.5); its loss weight makes the error on F unweighted, and
+                               training draws log(sigma) ~ N(-1.2, 1.2^2) ("lognormal" noise levels). With sd = 1 it
+                               is v-prediction (F = -v): EDM is v with the data's real scale and its own noise levels
     timestep spacing           the steps a sampler visits, 20 of 1000: "leading" 950, 900, .., 0; "trailing" 999,
                                949, .., 49 (starts from pure noise); "linspace" 999, 946, .., 0
 
 This module knows nothing of networks: a sampler receives `model_fn(x_t, t) -> output`, where the output is what
-the schedule's `prediction` names ("epsilon" or "v"; `NoiseSchedule.split` turns it into x0_hat and eps_hat).
+the schedule's `prediction` names ("epsilon", "v" or "edm"; `NoiseSchedule.split` turns it into x0_hat and eps_hat)
+and the input is x_t scaled by `NoiseSchedule.scale_input` (only EDM scales it).
 Classifier-free guidance is such a function too (`guided`): out_u + w (out_c - out_u), both halves in one batched
 call (the same formula for eps and v: each is linear in the other at a fixed x_t).
 Our steps match diffusers' DDPMScheduler / DDIMScheduler / DPMSolverMultistepScheduler (solver_order=2, "dpmsolver++",
@@ -42,7 +49,9 @@ from helpers.errors import CourseError
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> the network's output
 SCHEDULES = ("linear", "cosine")
-PREDICTIONS = ("epsilon", "v")
+PREDICTIONS = ("epsilon", "v", "edm")
+NOISE_LEVELS = ("uniform", "lognormal")  # how training picks t: every step alike, or EDM's log-normal sigma
+EDM_P_MEAN, EDM_P_STD = -1.2, 1.2  # EDM's log-normal training distribution of log(sigma)
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 SPACINGS = ("leading", "trailing", "linspace")
 
@@ -78,19 +87,25 @@ def shift_alphas_cumprod(alphas_cumprod: torch.Tensor, shift: float) -> torch.Te
 class NoiseSchedule:
     """The fixed numbers of a diffusion process (no learnt parameters). Kept in float64, used in the images' dtype.
 
-    `prediction` names what the network outputs ("epsilon": the noise; "v": sqrt(abar) eps - sqrt(1 - abar) x0),
-    as diffusers' schedulers' `prediction_type` does; `shift` rescales the SNR of every step (1 = as published)."""
+    `prediction` names what the network outputs ("epsilon": the noise; "v": sqrt(abar) eps - sqrt(1 - abar) x0;
+    "edm": Karras et al.'s preconditioned F, with the data's standard deviation `sigma_data`), as diffusers'
+    schedulers' `prediction_type` does; `shift` rescales the SNR of every step (1 = as published); `noise_levels`
+    is how training draws steps ("uniform", or EDM's "lognormal" sigma)."""
 
     steps: int = 1000
     kind: str = "linear"
     prediction: str = "epsilon"
     shift: float = 1.0
+    noise_levels: str = "uniform"
+    sigma_data: float = 0.5
 
     def __post_init__(self):
         if self.kind not in SCHEDULES:
             raise CourseError(f"unknown noise schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}")
         if self.prediction not in PREDICTIONS:
             raise CourseError(f"unknown prediction {self.prediction!r}; choose one of {', '.join(PREDICTIONS)}")
+        if self.noise_levels not in NOISE_LEVELS:
+            raise CourseError(f"unknown noise_levels {self.noise_levels!r}; choose one of {', '.join(NOISE_LEVELS)}")
         if self.steps < 2:
             raise CourseError(f"a diffusion needs at least 2 steps, got {self.steps}")
         if not self.shift > 0:
@@ -109,7 +124,8 @@ class NoiseSchedule:
         """The schedule a model's settings name (as its checkpoint saved them: `diffusion_steps`, `schedule`,
         `prediction`, `shift`; runs saved before prediction types existed were epsilon on the linear schedule)."""
         return cls(settings.get("diffusion_steps", 1000), settings.get("schedule", "linear"),
-                   settings.get("prediction", "epsilon"), settings.get("shift", 1.0))
+                   settings.get("prediction", "epsilon"), settings.get("shift", 1.0),
+                   settings.get("noise_levels", "uniform"))
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """abar_t for a batch of steps (B,), shaped to broadcast against `like` (B, C, H, W); any t < 0 gives 1
@@ -122,10 +138,41 @@ class NoiseSchedule:
         abar = self._table[(torch.as_tensor(t).long().cpu() + 1)]
         return abar / (1 - abar)
 
+    def sample_timesteps(self, n: int, device: torch.device | str = "cpu",
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training steps for a batch: uniform over 0..T-1, or ("lognormal") the step whose sigma is nearest to
+        exp(N(-1.2, 1.2^2)), EDM's choice, which spends training on the middle noise levels."""
+        if self.noise_levels == "uniform":
+            return torch.randint(0, self.steps, (n,), device=device, generator=generator)
+        log_sigma = EDM_P_MEAN + EDM_P_STD * torch.randn(n, device=device, generator=generator)
+        table = 0.5 * (torch.log1p(-self._table[1:].clamp(max=1 - 1e-7)) - self._table[1:].log())  # log sigma_t, rising
+        t = torch.searchsorted(table, log_sigma.cpu().float().contiguous()).clamp(max=self.steps - 1)
+        below = (t - 1).clamp(min=0)  # nearest of the two neighbours
+        t = torch.where((log_sigma.cpu() - table[below]).abs() < (table[t] - log_sigma.cpu()).abs(), below, t)
+        return t.to(device)
+
+    def _edm(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """abar, sigma^2 (VE: (1 - abar)/abar) and sd^2 + sigma^2 of steps t, shaped like `like`."""
+        abar = self.abar(t, like)
+        sigma2 = (1 - abar) / abar
+        return abar, sigma2, sigma2 + self.sigma_data ** 2
+
+    def scale_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network sees of x_t: x_t itself, or for EDM c_in x = x_t / sqrt(1 - abar + abar sd^2), the VE
+        point x_t / sqrt(abar) scaled to the unit variance it has when the data's std is sd."""
+        if self.prediction != "edm":
+            return x_t
+        abar = self.abar(t, x_t)
+        return x_t / (1 - abar + abar * self.sigma_data ** 2).sqrt()
+
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What the network is trained to output for x_t = add_noise(x0, noise, t)."""
         if self.prediction == "epsilon":
             return noise
+        if self.prediction == "edm":  # F = (x0 - c_skip x) / c_out with x = x0 + sigma eps
+            _, sigma2, total = self._edm(t, x0)
+            sd = self.sigma_data
+            return (sigma2.sqrt() * x0 - sd ** 2 * noise) / (sd * total.sqrt())
         abar = self.abar(t, x0)
         return abar.sqrt() * noise - (1 - abar).sqrt() * x0
 
@@ -137,6 +184,11 @@ class NoiseSchedule:
         if self.prediction == "epsilon":
             eps = output
             x0 = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+        elif self.prediction == "edm":  # D = c_skip x + c_out F, x = x_t / sqrt(abar) (VE)
+            _, sigma2, total = self._edm(t, x_t)
+            sd = self.sigma_data
+            x0 = sd ** 2 / total * (x_t / abar.sqrt()) + (sigma2.sqrt() * sd / total.sqrt()) * output
+            eps = (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
         else:
             x0 = abar.sqrt() * x_t - (1 - abar).sqrt() * output
             eps = abar.sqrt() * output + (1 - abar).sqrt() * x_t
@@ -170,12 +222,16 @@ class NoiseSchedule:
 
 def training_loss(schedule: NoiseSchedule, model_fn: EpsFn, x0: torch.Tensor,
                   generator: torch.Generator | None = None, min_snr_gamma: float | None = None) -> torch.Tensor:
-    """The simplified DDPM objective: pick a random step per image, add that much noise, predict the schedule's
-    target (the noise, or v). `min_snr_gamma` (e.g. 5) weights each image's error by min(SNR, gamma) / SNR for
-    epsilon, / (SNR + 1) for v: both then weigh the x0 error by min(SNR, gamma) (Hang et al. 2023)."""
-    t = torch.randint(0, schedule.steps, (x0.shape[0],), device=x0.device, generator=generator)
+    """The simplified DDPM objective: pick a random step per image (`NoiseSchedule.sample_timesteps`), add that much
+    noise, predict the schedule's target (the noise, v, or EDM's F). `min_snr_gamma` (e.g. 5) weights each image's
+    error by min(SNR, gamma) / SNR for epsilon, / (SNR + 1) for v: both then weigh the x0 error by min(SNR, gamma)
+    (Hang et al. 2023). EDM's weighting is built into its preconditioning: the error on F is not reweighted."""
+    if min_snr_gamma is not None and schedule.prediction == "edm":
+        raise CourseError("EDM's preconditioning already weights the noise levels; use min_snr_gamma=None with it")
+    t = schedule.sample_timesteps(x0.shape[0], x0.device, generator)
     noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-    output = model_fn(schedule.add_noise(x0, noise, t), t)
+    x_t = schedule.add_noise(x0, noise, t)
+    output = model_fn(schedule.scale_input(x_t, t), t)
     error = (output.float() - schedule.target(x0, noise, t).float()).pow(2).mean(dim=tuple(range(1, x0.dim())))  # (B,)
     if min_snr_gamma is None:
         return error.mean()
@@ -302,7 +358,8 @@ def sample(model_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, 
         iterator = tqdm(times, desc=f"{sampler}-{steps}", leave=False, mininterval=0.5)
     last = None  # dpm++2m: (x0_hat, t) of the step before
     for i, t in enumerate(iterator):
-        output = model_fn(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
+        step = torch.full((shape[0],), t, device=device, dtype=torch.long)
+        output = model_fn(schedule.scale_input(x, step), step)
         prev_t = previous[i]
         wants_noise = (sampler == "ddpm" and prev_t >= 0) or (sampler == "ddim" and eta > 0)
         noise = torch.randn(shape, generator=generator).to(device) if wants_noise else None

@@ -288,3 +288,77 @@ def test_cli_offers_every_sampler():
     from helpers.diffusion import SAMPLERS
 
     assert sorted(cli.SAMPLERS) == sorted(SAMPLERS)
+
+
+# ------------------------------------------------------------------------------------------ EDM preconditioning
+@pytest.mark.parametrize("t", [0, 37, 500, 950])
+def test_edm_preconditioning_matches_diffusers(t):
+    """Our VP x_t is EDM's x = x_t / sqrt(abar) at sigma = sqrt((1 - abar) / abar): the network's input (c_in x) and
+    the denoised x0_hat (c_skip x + c_out F) must be diffusers' EDM preconditioning of that point."""
+    ours = NoiseSchedule(1000, "cosine", "edm")
+    theirs = diffusers.EDMEulerScheduler(sigma_data=0.5, prediction_type="epsilon")
+    x_t, output = _inputs(3)
+    steps = torch.full((4,), t)
+    abar = float(ours.alphas_cumprod[t])
+    sigma, x_ve = ((1 - abar) / abar) ** 0.5, x_t / abar ** 0.5
+    assert torch.allclose(ours.scale_input(x_t, steps), theirs.precondition_inputs(x_ve, sigma), atol=1e-5)
+    x0, eps = ours.split(x_t, output, steps)
+    assert torch.allclose(x0, theirs.precondition_outputs(x_ve, output, sigma), atol=1e-4)
+    assert torch.allclose(ours.add_noise(x0, eps, steps), x_t, atol=1e-4)  # x0_hat and eps_hat explain x_t
+
+
+@pytest.mark.parametrize("t", [0, 37, 500, 990])
+def test_edm_target_inverts_split(t):
+    """Training on `target` and sampling through `split` agree: the target's x0_hat is the image itself."""
+    schedule = NoiseSchedule(1000, "cosine", "edm")
+    x0, noise = _inputs(4)
+    steps = torch.full((4,), t)
+    x_t = schedule.add_noise(x0, noise, steps)
+    x0_hat, eps_hat = schedule.split(x_t, schedule.target(x0, noise, steps), steps)
+    assert torch.allclose(x0_hat, x0, atol=1e-3) and torch.allclose(eps_hat, noise, atol=1e-3)
+
+
+def test_edm_with_unit_data_std_is_v_prediction():
+    """sigma_data = 1 makes c_in x = x_t and F = -v: v-prediction is EDM for data of unit variance."""
+    edm, v = NoiseSchedule(1000, "cosine", "edm", sigma_data=1.0), NoiseSchedule(1000, "cosine", "v")
+    x0, noise = _inputs(5)
+    steps = torch.tensor([3, 200, 600, 999])
+    assert torch.allclose(edm.target(x0, noise, steps), -v.target(x0, noise, steps), atol=1e-5)
+    x_t = v.add_noise(x0, noise, steps)
+    assert torch.allclose(edm.scale_input(x_t, steps), x_t, atol=1e-6)
+
+
+def test_lognormal_noise_levels_follow_edm():
+    """Training steps drawn as EDM draws sigma: log(sigma) ~ N(-1.2, 1.2^2), here through the schedule's steps."""
+    schedule = NoiseSchedule(1000, "cosine", "edm", noise_levels="lognormal")
+    t = schedule.sample_timesteps(20_000, generator=torch.Generator().manual_seed(0))
+    abar = schedule.alphas_cumprod[t]
+    log_sigma = 0.5 * torch.log((1 - abar) / abar)
+    assert abs(float(log_sigma.median()) + 1.2) < 0.05 and abs(float(log_sigma.std()) - 1.2) < 0.1
+    assert t.min() >= 0 and t.max() < 1000
+    assert NoiseSchedule(1000).sample_timesteps(5).dtype == torch.long
+
+
+def test_edm_sampling_recovers_the_image():
+    """A perfect EDM denoiser (F that gives x0 exactly) walks DPM-Solver++ back to the image, inputs scaled."""
+    schedule = NoiseSchedule(1000, "cosine", "edm")
+    x0 = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    seen = []
+
+    def oracle(scaled, t):  # undo c_in, then F = (x0 - c_skip x) / c_out
+        abar = schedule.abar(t, scaled)
+        x_t = scaled * (1 - abar + abar * 0.25).sqrt()
+        seen.append(float(scaled.std()))
+        return schedule.target(x0, (x_t - abar.sqrt() * x0) / (1 - abar).sqrt(), t)
+
+    out = sample(oracle, x0.shape, schedule, sampler="dpm++2m", steps=10, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x0, atol=1e-3)
+    assert max(seen) < 3  # the network never sees the raw VE point (whose scale is up to 1/sqrt(abar))
+
+
+def test_edm_refuses_min_snr_weighting():
+    schedule = NoiseSchedule(1000, "cosine", "edm", noise_levels="lognormal")
+    with pytest.raises(CourseError, match="EDM"):
+        training_loss(schedule, lambda x, t: x, torch.zeros(2, 3, 4, 4), min_snr_gamma=5.0)
+    with pytest.raises(CourseError, match="unknown noise_levels"):
+        NoiseSchedule(1000, noise_levels="karras")
