@@ -46,10 +46,24 @@ class StopOneRank(train.Callback):
             trainer.stop_training = True
 
 
+class SlowRank(train.Callback):
+    """Rank 1 alone sleeps after every batch: a slower machine, whose plan every rank must agree on."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def after_batch(self, trainer):
+        if trainer.rank == 1:
+            import time
+            time.sleep(self.seconds)
+
+
 def fit(self):
     trainers.append(self)
     if os.environ.get("STOP_RANK1_AFTER"):
         self.callbacks.append(StopOneRank(int(os.environ["STOP_RANK1_AFTER"])))
+    if os.environ.get("SLOW_RANK1_SECONDS"):
+        self.callbacks.append(SlowRank(float(os.environ["SLOW_RANK1_SECONDS"])))
     return original_fit(self)
 
 
@@ -61,5 +75,6 @@ save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items
           str(record_dir / f"weights-rank{rank}.safetensors"))
 (record_dir / f"rank{rank}.json").write_text(json.dumps({
     "code": code, "writes": writes, "world_size": trainers[-1].world_size, "steps": trainers[-1].step,
-    "batch_size": trainers[-1].batch_size, "effective_batch_size": trainers[-1].effective_batch_size}))
+    "batch_size": trainers[-1].batch_size, "effective_batch_size": trainers[-1].effective_batch_size,
+    "plan": trainers[-1].plan}))
 sys.exit(code)

@@ -74,6 +74,24 @@ def test_a_stop_asked_by_one_rank_stops_every_rank(tmp_path):
     assert ranks[0]["steps"] == ranks[1]["steps"] == 5
 
 
+@pytest.mark.slow
+def test_ranks_agree_on_the_time_budget_plan(tmp_path):
+    """A 20-s budget under two processes, rank 1 slowed: both ranks plan the same length (the slow rank's), take
+    every planned step together and end with the same weights; the checkpoint records that plan."""
+    out = tmp_path / "runs" / "ddp-budget"
+    result = _launch(tmp_path, "train", "vae", "--time-budget", "20s", "--out", str(out), SLOW_RANK1_SECONDS="0.05")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "record" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["plan"] == ranks[1]["plan"] and ranks[0]["plan"]["time_budget"] == 20
+    assert ranks[0]["steps"] == ranks[1]["steps"] == ranks[0]["plan"]["total_steps"] > 0
+    # rank 1 sleeps 0.05 s a batch, so the agreed plan cannot exceed the batches it fits in the budget
+    assert ranks[0]["plan"]["total_steps"] < 20 / 0.05
+    weights = [load_file(str(tmp_path / "record" / f"weights-rank{r}.safetensors")) for r in (0, 1)]
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+    assert read_checkpoint(out, "vae").index["extra"]["plan"] == ranks[0]["plan"]
+
+
 def _tiny_trainer(batch_size: int, grad_accum: int) -> Trainer:
     torch.manual_seed(0)
     x = torch.randn(16, 5)
