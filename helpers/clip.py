@@ -143,7 +143,7 @@ def train_clip(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int 
         callbacks.append(ProgressBar(("loss", "batch_accuracy")))
     trainer = Trainer(model, clip_loss_fn(tokenizer, config.max_tokens), data.train_set(), epochs=recipe.epochs,
                       batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, callbacks=callbacks,
-                      seed=cfg.seed, time_budget=time_budget, weight_decay=0.05)
+                      seed=cfg.seed, time_budget=time_budget, weight_decay=0.05, lr_schedule="cosine")
     trainer.fit()
     trainer.tokenizer = tokenizer
     return trainer

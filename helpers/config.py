@@ -71,7 +71,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     },
     # CelebA track (notebooks 03-04): 4,500 real local faces or 4,000 procedural ones in quick mode.
     "clip": {  # width = CNN stem channels (text transformer width 4x), latent_dim = shared embedding size
-        "quick": Recipe(epochs=4, batch_size=64, lr=5e-4, width=16, latent_dim=128),
+        "quick": Recipe(epochs=12, batch_size=64, lr=1e-3, width=16, latent_dim=128),
         "full": Recipe(epochs=30, batch_size=256, lr=5e-4, width=32, latent_dim=128),
     },
     # Notebook 04: both face generators get the same epochs and batch size (same data, same budget);
