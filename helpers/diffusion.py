@@ -122,7 +122,8 @@ class NoiseSchedule:
     @classmethod
     def from_settings(cls, settings: dict) -> "NoiseSchedule":
         """The schedule a model's settings name (as its checkpoint saved them: `diffusion_steps`, `schedule`,
-        `prediction`, `shift`; runs saved before prediction types existed were epsilon on the linear schedule)."""
+        `prediction`, `shift`, `noise_levels`; runs saved before prediction types existed were epsilon on the linear
+        schedule)."""
         return cls(settings.get("diffusion_steps", 1000), settings.get("schedule", "linear"),
                    settings.get("prediction", "epsilon"), settings.get("shift", 1.0),
                    settings.get("noise_levels", "uniform"))
@@ -145,11 +146,9 @@ class NoiseSchedule:
         if self.noise_levels == "uniform":
             return torch.randint(0, self.steps, (n,), device=device, generator=generator)
         log_sigma = EDM_P_MEAN + EDM_P_STD * torch.randn(n, device=device, generator=generator)
-        table = 0.5 * (torch.log1p(-self._table[1:].clamp(max=1 - 1e-7)) - self._table[1:].log())  # log sigma_t, rising
-        t = torch.searchsorted(table, log_sigma.cpu().float().contiguous()).clamp(max=self.steps - 1)
-        below = (t - 1).clamp(min=0)  # nearest of the two neighbours
-        t = torch.where((log_sigma.cpu() - table[below]).abs() < (table[t] - log_sigma.cpu()).abs(), below, t)
-        return t.to(device)
+        abar = self._table[1:]
+        log_sigma_t = 0.5 * (torch.log1p(-abar) - abar.log())  # (T,) log sigma of every step
+        return (log_sigma.cpu()[:, None] - log_sigma_t[None]).abs().argmin(dim=1).to(device)  # the nearest step
 
     def _edm(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """abar, sigma^2 (VE: (1 - abar)/abar) and sd^2 + sigma^2 of steps t, shaped like `like`."""

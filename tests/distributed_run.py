@@ -8,6 +8,7 @@ rank did: its final weights, and every checkpoint and image it wrote.
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -54,7 +55,6 @@ class SlowRank(train.Callback):
 
     def after_batch(self, trainer):
         if trainer.rank == 1:
-            import time
             time.sleep(self.seconds)
 
 
