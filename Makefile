@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test full lab clean
+.PHONY: setup demo test smoke-full full lab clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ demo: setup
 test: setup
 	COURSE_QUICK=1 $(PY) -m pytest tests
 	COURSE_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+# Every notebook in full mode on generated stand-ins of the downloads (torchvision's MNIST / CIFAR-10 / CelebA,
+# the CelebA parquet mirror, zoheb/sketch-scene), each training run cut to a few steps: checks full mode's code
+# paths, not its results (tests/smoke_full.py; NOTEBOOKS="07" picks some).
+smoke-full: setup
+	$(PY) tests/smoke_full.py $(NOTEBOOKS)
 
 # Every notebook in full mode, headless and in order (resumable: finished notebooks are skipped unless FORCE=1).
 # NOTEBOOKS="01 02" picks some; executed copies and timings.json go to outputs/executed/full/.

@@ -3,8 +3,13 @@
 `COURSE_QUICK=1` switches every notebook and CLI command to quick mode: tiny data, few epochs, small
 widths, so the whole course runs top to bottom on a 2-core CPU. `COURSE_DATA=<dir>` names a local
 data root (checked before any download), `COURSE_RUNS=<dir>` where checkpoints go,
-`COURSE_DOWNLOADS=<dir>` where downloads go (default data/), and `COURSE_OFFLINE=1` (or HF_HUB_OFFLINE=1)
-forbids downloads.
+`COURSE_DOWNLOADS=<dir>` where downloads go (default data/), `COURSE_FIGURES=<dir>` where figures go (default
+figures/), and `COURSE_OFFLINE=1` (or HF_HUB_OFFLINE=1) forbids downloads.
+
+`COURSE_SMOKE=1` is for checking the code, not for learning: `make smoke-full` runs every notebook in full mode
+on stand-ins of the downloads with it set. Every model keeps its full-size configuration, but every training run
+stops after `SMOKE.steps` optimizer steps of at most `SMOKE.batch` images in each of at most `SMOKE.epochs`
+epochs (time budgets included), and every evaluation draws at most `SMOKE.samples` images (`cfg.samples(n)`).
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from helpers.errors import CourseError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # An editable install (`pip install -e .`) keeps the package inside the repository: use the repo as home.
@@ -39,6 +46,24 @@ def seed_everything(seed: int) -> None:
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class SmokeCap:
+    """The one cap of `COURSE_SMOKE=1` (see the module docstring)."""
+
+    steps: int = 2  # optimizer steps per epoch
+    epochs: int = 2  # epochs per training run; a time budget becomes these epochs
+    batch: int = 8  # images per batch, at most
+    samples: int = 16  # images any evaluation draws, at most
+
+
+SMOKE = SmokeCap()
+
+
+def smoke_enabled() -> bool:
+    """True under `make smoke-full` (COURSE_SMOKE=1)."""
+    return _env_flag("COURSE_SMOKE")
 
 
 @dataclass(frozen=True)
@@ -144,6 +169,7 @@ class CourseConfig:
     seed: int = 0
     local_data: Path | None = field(default=None)
     offline: bool = False  # HF_HUB_OFFLINE=1 or COURSE_OFFLINE=1: never try a download, fail fast instead
+    smoke: bool = False  # COURSE_SMOKE=1: every run cut to the smoke cap (helpers.config.SMOKE)
 
     @property
     def mode(self) -> str:
@@ -155,6 +181,10 @@ class CourseConfig:
             raise KeyError(f"no recipe for {model!r}; known: {', '.join(RECIPES)}")
         base = RECIPES[model][self.mode]
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def samples(self, n: int) -> int:
+        """How many images an evaluation that wants `n` draws: `n`, or the smoke cap under COURSE_SMOKE=1."""
+        return min(n, SMOKE.samples) if self.smoke else n
 
     def figures_for(self, source: str) -> Path:
         """Where figures made from data of `source` go: figures/ (committed) for procedural or downloaded data;
@@ -171,21 +201,42 @@ class CourseConfig:
                 f"{' (local copy: ' + str(self.local_data) + ')' if self.local_data else ''} runs={self.runs_dir}")
 
 
-def get_config(quick: bool | None = None, seed: int = 0) -> CourseConfig:
-    """Read the environment once. `quick=None` takes COURSE_QUICK; pass True/False to force a mode."""
-    if quick is None:
+MODES = ("auto", "quick", "full")
+
+
+def resolve_mode(mode: str, device: torch.device) -> bool:
+    """True for quick mode. A notebook's `MODE`: "auto" is full on a CUDA GPU and quick elsewhere (a CPU-only
+    runtime, or Apple's MPS); "quick" and "full" choose. COURSE_QUICK=1 (or 0), when set, overrides all three."""
+    if mode not in MODES:
+        raise CourseError(f"MODE must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}")
+    if os.environ.get("COURSE_QUICK", "").strip():
+        return _env_flag("COURSE_QUICK")
+    return device.type != "cuda" if mode == "auto" else mode == "quick"
+
+
+def get_config(quick: bool | str | None = None, seed: int = 0) -> CourseConfig:
+    """Read the environment once.
+
+    `quick`: a notebook's MODE ("auto", "quick" or "full", see `resolve_mode`); None takes COURSE_QUICK (unset:
+    full mode, what the command line does without --quick); True/False force a mode whatever the environment says.
+    """
+    device = pick_device()
+    if isinstance(quick, str):
+        quick = resolve_mode(quick, device)
+    elif quick is None:
         quick = _env_flag("COURSE_QUICK")
     local = os.environ.get("COURSE_DATA")
     local_data = Path(local).expanduser().resolve() if local else None
     runs = Path(os.environ.get("COURSE_RUNS", REPO_ROOT / "runs")).expanduser().resolve()
     return CourseConfig(
         quick=bool(quick),
-        device=pick_device(),
+        device=device,
         data_root=Path(os.environ.get("COURSE_DOWNLOADS", REPO_ROOT / "data")).expanduser().resolve(),
         runs_dir=runs,
-        figures_dir=REPO_ROOT / "figures",
+        figures_dir=Path(os.environ.get("COURSE_FIGURES", REPO_ROOT / "figures")).expanduser().resolve(),
         outputs_dir=Path(os.environ.get("COURSE_OUTPUTS", REPO_ROOT / "outputs")).expanduser().resolve(),
         seed=seed,
         local_data=local_data,
         offline=_env_flag("HF_HUB_OFFLINE") or _env_flag("COURSE_OFFLINE"),
+        smoke=smoke_enabled(),
     )

@@ -106,15 +106,19 @@ def load_sketch_encoder(cfg: CourseConfig, name: str, data: SketchSplits, progre
     elif name == "auto":
         print("offline: using our CLIP trained on the sketch captions instead of OpenAI's")
     run_dir = cfg.run_dir(CLIP_KIND)
-    encoder = None
+    encoder = load_or_train_sketch_clip(cfg, data, progress)
+    return encoder, {"text_encoder": "ours", **record_run(run_dir, "clip", "clip")}
+
+
+def load_or_train_sketch_clip(cfg: CourseConfig, data: SketchSplits, progress: bool = False) -> ClipTextEncoder:
+    """Our CLIP trained on these sketches' captions (runs/clip-sketch), trained now if this mode has none."""
+    run_dir = cfg.run_dir(CLIP_KIND)
     if has_checkpoint(run_dir):
         extra = read_checkpoint(run_dir, "clip").index["extra"]
         if extra.get("mode") == cfg.mode and extra.get("data") == data.source:
-            encoder = ClipTextEncoder.from_checkpoint(run_dir, cfg.device)
-    if encoder is None:
-        print(f"training our CLIP on the sketch captions into {run_dir}")
-        encoder = train_sketch_clip(cfg, data, run_dir, progress=progress)
-    return encoder, {"text_encoder": "ours", **record_run(run_dir, "clip", "clip")}
+            return ClipTextEncoder.from_checkpoint(run_dir, cfg.device)
+    print(f"training our CLIP on the sketch captions into {run_dir}")
+    return train_sketch_clip(cfg, data, run_dir, progress=progress)
 
 
 def condition_bank(encoder, captions: Sequence[str], cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,6 +178,12 @@ class TextToSketch(TrainedModel):
 # ------------------------------------------------------------------------------------------ training
 def class_prompts(classes: Sequence[str]) -> list[str]:
     return [class_caption(name) for name in classes]
+
+
+def showcase_prompts(data: SketchSplits, k: int = 6) -> list[str]:
+    """The prompts the notebook, the GIF and the grids draw: each class's canonical prompt or, for a dataset
+    without classes (zoheb/sketch-scene's captioned scenes), the first `k` distinct held-out captions."""
+    return class_prompts(data.classes) if data.classes else list(dict.fromkeys(data.test_captions))[:k]
 
 
 def _gif_render(encoder, prompts: Sequence[str]):
@@ -241,7 +251,7 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
     model.set_text_statistics(bank[index])
     extra = {"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source, "encoder_name": encoder.name,
              "beta": beta, **recorded}
-    prompts = class_prompts(data.classes) if data.classes else list(dict.fromkeys(data.test_captions))[:6]
+    prompts = showcase_prompts(data)
     gif_path = Path(gif_path) if gif_path else out / "training.gif"
     all_callbacks = [WallClock(), KLAnnealing(recipe.kl_warmup_epochs) if recipe.kl_warmup_epochs else None,
                      Evaluate(lambda m: {"heldout_bce": heldout_bce(m, data.test_images[:HELDOUT_BCE_IMAGES],
@@ -337,3 +347,33 @@ def evaluate_sketches(sketch: TextToSketch, judge: DigitJudge, data: SketchSplit
                       sketch.condition(data.test_captions[:HELDOUT_BCE_IMAGES]))
     return {"class_accuracy": float(hits.float().mean()), "per_class": per, "n": len(texts), "heldout_bce": bce,
             "bce_per_pixel": bce / data.test_images[0].numel(), "ms_per_sketch": ms, "images": images}
+
+
+@torch.no_grad()
+def evaluate_retrieval(sketch: TextToSketch, clip: ClipTextEncoder, data: SketchSplits, *, n: int = 100,
+                       seed: int = 0) -> dict:
+    """Prompt-following for sketches without classes (zoheb/sketch-scene), judged by retrieval.
+
+    One sketch is drawn for each of `n` distinct held-out captions; our CLIP trained on the sketch captions ranks
+    the `n` captions for each sketch, and R@1 is the share whose own caption comes first (chance: 1/n). The same
+    ranking of the real held-out sketch of each caption is the judge's own accuracy (`real_r1`), the ceiling.
+    """
+    first = {}
+    for i, text in enumerate(data.test_captions):
+        first.setdefault(text, i)
+    captions = list(first)[:n]
+    if len(captions) < 2:
+        raise CourseError(f"{data.source} has {len(captions)} distinct held-out caption(s); retrieval needs two")
+    real = data.test_images[[first[c] for c in captions]].float() / 255
+    start = time.perf_counter()
+    images = sketch.generate(captions, seed=seed)
+    ms = 1000 * (time.perf_counter() - start) / len(captions)
+    texts = clip.encode(captions).to(clip.device)
+    target = torch.arange(len(captions))
+
+    def recall_at_1(ink: torch.Tensor) -> float:
+        vectors = clip.model.encode_image(_clip_images(ink.to(clip.device)))
+        return float(((vectors @ texts.T).argmax(1).cpu() == target).float().mean())
+
+    return {"retrieval_r1": recall_at_1(images), "real_r1": recall_at_1(real), "chance": 1 / len(captions),
+            "n": len(captions), "ms_per_sketch": ms, "images": images, "captions": captions}

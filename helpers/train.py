@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, save_checkpoint
+from helpers.config import SMOKE, smoke_enabled
 from helpers.errors import CourseError
 
 
@@ -182,6 +183,10 @@ class Trainer:
         self.lr_schedule, self.warmup, self.scheduler = lr_schedule, warmup, None
         budget = os.environ.get("COURSE_TIME_BUDGET") if time_budget is None else time_budget
         self.time_budget = parse_duration(budget) if budget not in (None, "") else None
+        # COURSE_SMOKE=1 (make smoke-full): the same code path, cut to a few small steps (helpers.config.SMOKE)
+        self.max_batches = None
+        if smoke_enabled():
+            self.epochs, self.batch_size, self.time_budget = min(epochs, SMOKE.epochs), min(batch_size, SMOKE.batch), None
         # The plan: how many optimizer steps this run takes ({"total_steps", "time_budget"}; set by a budget run
         # after its probe, restored on resume). Without a budget it is epochs x steps per epoch.
         self.plan: dict | None = None
@@ -202,6 +207,8 @@ class Trainer:
         self.grad_accum = int(os.environ.get("COURSE_GRAD_ACCUM", "1") if grad_accum is None else grad_accum)
         if self.grad_accum < 1:
             raise CourseError(f"grad_accum must be at least 1, got {self.grad_accum}")
+        if smoke_enabled():
+            self.max_batches = SMOKE.steps * self.grad_accum
         self._micro = 0
         self._step_module = _LossStep(self, self.model)
         if self.accelerator:
@@ -259,7 +266,8 @@ class Trainer:
     def batches_per_epoch(self) -> int:
         """Batches one process reads per epoch."""
         size = len(self.train_data) // self.world_size
-        return size // self.batch_size if self._drop_last else -(-size // self.batch_size)
+        batches = size // self.batch_size if self._drop_last else -(-size // self.batch_size)
+        return min(batches, self.max_batches) if self.max_batches else batches
 
     @property
     def steps_per_epoch(self) -> int:
@@ -330,7 +338,7 @@ class Trainer:
                         self.stop_training = True
                     if self.accelerator:  # stop together: a rank leaving alone would hang the others' all-reduce
                         self._agree_to_stop()
-                    if self.stop_training:
+                    if self.stop_training or batches == self.max_batches:
                         break
                 self.history.append({"epoch": self.epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}})
                 self._call("after_epoch")

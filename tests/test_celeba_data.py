@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import os
 import random
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from helpers.config import get_config
 from helpers.data import celeba
@@ -172,118 +169,114 @@ def test_local_sample(env, celeba_root, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ full mode
-def _fake_datasets(monkeypatch, load_dataset) -> None:
-    """Replace the `datasets` package (slow to import) by a module with only `load_dataset`."""
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-
-
-def _forbid_network(monkeypatch):
+# Full mode reads the Hugging Face mirror's parquet shards first and torchvision's CelebA folder second; both are
+# written here in their real formats by tests/standins.py (nothing is downloaded).
+def _forbid_downloads(monkeypatch):
+    import huggingface_hub
     import torchvision.datasets
 
     def refuse(*args, **kwargs):
         raise AssertionError("no download may be attempted")
 
-    monkeypatch.setattr(torchvision.datasets, "CelebA", refuse)
-    _fake_datasets(monkeypatch, refuse)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    monkeypatch.setattr(torchvision.datasets.CelebA, "download", refuse)
+
+
+def _cache_files(env: Path) -> list[str]:
+    return sorted(p.name for p in (env / "cache").iterdir()) if (env / "cache").exists() else []
 
 
 def test_full_mode_offline_fails_in_one_line(env, monkeypatch):
     monkeypatch.setenv("COURSE_OFFLINE", "1")
-    _forbid_network(monkeypatch)
-    with pytest.raises(CourseError, match="offline.*torchvision.*huggan.*COURSE_DATA") as error:
+    _forbid_downloads(monkeypatch)
+    with pytest.raises(CourseError, match="offline.*huggan.*torchvision.*COURSE_DATA") as error:
         load_celeba(get_config(quick=False))
-    assert "\n" not in str(error.value)
-    assert not (env / "cache").exists() or not any((env / "cache").iterdir())
+    assert "\n" not in str(error.value) and not _cache_files(env)
 
 
 def test_full_mode_failed_downloads_fail_in_one_line(env, monkeypatch):
+    import huggingface_hub
     import torchvision.datasets
-
-    def drive_quota(*args, **kwargs):
-        raise RuntimeError("Too many users have viewed or downloaded this file recently")
 
     def no_network(*args, **kwargs):
         raise ConnectionError("no route to host")
 
-    monkeypatch.setattr(torchvision.datasets, "CelebA", drive_quota)
-    _fake_datasets(monkeypatch, no_network)
-    with pytest.raises(CourseError, match="could not be downloaded.*RuntimeError.*huggan.*ConnectionError") as error:
-        load_celeba(get_config(quick=False))
-    assert "\n" not in str(error.value) and "COURSE_DATA" in str(error.value)
-
-
-def _fake_face(index: int) -> Image.Image:
-    pixels = np.zeros((218, 178, 3), dtype=np.uint8)
-    pixels[..., 0] = index * 10
-    pixels[60:180, 40:140] = 200  # a bright "face" inside the crop box
-    return Image.fromarray(pixels)
-
-
-class FakeTorchvisionCelebA:
-    """Stands in for torchvision's CelebA: 6 train / 3 test faces, attributes already 0/1."""
-
-    def __init__(self, root, split, target_type, download):
-        assert target_type == "attr"
-        self.count = {"train": 6, "test": 3}[split]
-        self.attr_names = list(ATTRIBUTES) + [""]
-        self.attr = torch.zeros(self.count, 40, dtype=torch.long)
-        self.attr[:, COLUMN["Smiling"]] = torch.arange(self.count) % 2
-
-    def __len__(self):
-        return self.count
-
-    def __getitem__(self, index):
-        return _fake_face(index), self.attr[index]
-
-
-def test_full_mode_preprocesses_once_into_a_cache(env, monkeypatch):
-    import torchvision.datasets
-
-    monkeypatch.setattr(torchvision.datasets, "CelebA", FakeTorchvisionCelebA)
-    data = load_celeba(get_config(quick=False), image_size=32)
-    assert "torchvision" in data.source and data.train_images.shape == (6, 3, 32, 32) and len(data.test_images) == 3
-    assert data.train_attrs[:, COLUMN["Smiling"]].tolist() == [0, 1, 0, 1, 0, 1]
-    assert data.train_images[3, 0, 0, 0] == 30 and data.train_images[3, 1, 16, 16] == 200  # crop, resize
-    _forbid_network(monkeypatch)
-    again = load_celeba(get_config(quick=False), image_size=32, limit=4)
-    assert torch.equal(again.train_images, data.train_images[:4]) and torch.equal(again.test_attrs, data.test_attrs)
-    assert not list((env / "cache").glob(".*tmp*"))
-
-
-class Image_:  # the mirror's image column is recognised by its feature type's name
-    pass
-
-
-Image_.__name__ = "Image"
-
-
-class FakeMirror:
-    """Stands in for the Hugging Face mirror: 8 rows, attributes as -1/1 in lower-case columns."""
-
-    features = {"image": Image_(), **{name.lower(): "int" for name in ATTRIBUTES}}
-
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, rows: slice):
-        indices = range(*rows.indices(8))
-        table = {name.lower(): [1 if (i + j) % 3 == 0 else -1 for i in indices] for j, name in enumerate(ATTRIBUTES)}
-        return {"image": [_fake_face(i) for i in indices], **table}
-
-
-def test_full_mode_falls_back_to_the_mirror(env, monkeypatch):
-    import torchvision.datasets
-
     def drive_quota(*args, **kwargs):
-        raise RuntimeError("quota exceeded")
+        raise RuntimeError("Too many users have viewed or downloaded this file recently")
 
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
     monkeypatch.setattr(torchvision.datasets, "CelebA", drive_quota)
-    _fake_datasets(monkeypatch, lambda name, split, cache_dir: FakeMirror())
-    monkeypatch.setattr(celeba, "HF_HELDOUT", 3)
+    with pytest.raises(CourseError, match="could not be downloaded.*huggan.*cannot download.*no route to host.*torchvision.*RuntimeError"
+                       ) as error:
+        load_celeba(get_config(quick=False))
+    assert "\n" not in str(error.value) and "COURSE_DATA" in str(error.value) and not _cache_files(env)
+
+
+def test_full_mode_reads_the_parquet_mirror_first_and_caches_it(env, monkeypatch, tmp_path):
+    from standins import write_celeba_mirror
+
+    write_celeba_mirror(tmp_path / "mirror", n=30, shards=3)
+    monkeypatch.setenv("COURSE_HUB_CELEBA", str(tmp_path / "mirror"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a local folder of shards needs no network
+    _forbid_downloads(monkeypatch)
     data = load_celeba(get_config(quick=False), image_size=32)
-    assert "huggan" in data.source and len(data.train_images) == 5 and len(data.test_images) == 3
-    expected = [[1 if (i + j) % 3 == 0 else 0 for j in range(40)] for i in range(5, 8)]
-    assert data.test_attrs.tolist() == expected
+    assert "parquet" in data.source and len(data.train_images) == 27 and len(data.test_images) == 3
+    expected = synthetic_faces(30, seed=4, image_size=64)[1]  # the attributes the stand-in wrote, as -1/1
+    assert torch.equal(data.train_attrs, expected[:27]) and torch.equal(data.test_attrs, expected[27:])
+    assert data.train_images.shape[1:] == (3, 32, 32) and data.train_images.float().std() > 20
+    monkeypatch.setenv("COURSE_HUB_CELEBA", str(tmp_path / "gone"))  # the second time: the cache alone
+    again = load_celeba(get_config(quick=False), image_size=32, limit=10)
+    assert torch.equal(again.train_images, data.train_images[:10])
+    assert not [name for name in _cache_files(env) if "tmp" in name]
+
+
+def test_truncated_mirror_shards_are_skipped_and_all_truncated_fails(env, monkeypatch, tmp_path):
+    from standins import truncate, write_celeba_mirror
+
+    shards = write_celeba_mirror(tmp_path / "mirror", n=30, shards=3)
+    truncate(shards[1])  # cut short, as some of the real mirror's shards are
+    monkeypatch.setenv("COURSE_HUB_CELEBA", str(tmp_path / "mirror"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.warns(UserWarning, match="skipping 1 truncated shard.*train-00001-of-00003"):
+        data = load_celeba(get_config(quick=False), image_size=32)
+    assert len(data.train_images) + len(data.test_images) == 20
+    for shard in shards:
+        truncate(shard)
+    for path in (env / "cache").iterdir():
+        path.unlink()
+    with pytest.raises(CourseError, match="no readable parquet shard.*COURSE_DATA") as error:
+        load_celeba(get_config(quick=False), image_size=32)
+    assert "\n" not in str(error.value) and not _cache_files(env)
+
+
+def test_full_mode_reads_torchvisions_celeba_folder(env, monkeypatch):
+    import torchvision.datasets
+    from standins import write_celeba_torchvision
+
+    write_celeba_torchvision(env, n=20)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the mirror is out of reach; the downloaded folder is there
+    _forbid_downloads(monkeypatch)
+    monkeypatch.setattr(torchvision.datasets.CelebA, "_check_integrity", lambda self: True)  # stand-in MD5s
+    data = load_celeba(get_config(quick=False), image_size=32)
+    assert "torchvision" in data.source and len(data.train_images) == 16 and len(data.test_images) == 2
+    expected = synthetic_faces(20, seed=3, image_size=64)[1]
+    assert torch.equal(data.train_attrs, expected[:16]) and torch.equal(data.test_attrs, expected[18:])
+
+
+def test_an_interrupted_download_leaves_nothing_a_later_run_trusts(env, monkeypatch):
+    from standins import write_celeba_torchvision
+
+    folder = write_celeba_torchvision(env, n=20)
+    (folder / "img_align_celeba" / "000019.jpg").unlink()  # the test split's first face never arrived
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _forbid_downloads(monkeypatch)
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets.CelebA, "_check_integrity", lambda self: True)
+    with pytest.raises(CourseError, match="could not be downloaded.*FileNotFoundError.*COURSE_DATA") as error:
+        load_celeba(get_config(quick=False), image_size=32)
+    assert "\n" not in str(error.value)
+    assert not [name for name in _cache_files(env) if name.endswith(".json") or "tmp" in name]
 
 
 # ------------------------------------------------------------------------------------------ captions

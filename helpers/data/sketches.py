@@ -9,7 +9,9 @@ Sources, first match wins for `source="auto"`:
    classes (apple, bicycle, cat, diamond, eye, fish) at 28x28; the last 300 of each class are held out. The
    caption is the class name in a template ("a sketch of a cat", "a doodle of a fish", ...).
 2. "hub" (full mode): the Hugging Face dataset `zoheb/sketch-scene` (FS-COCO scene sketches with captions)
-   through `datasets`; fails fast with a one-line message when the hub cannot be reached.
+   (parquet shards, `helpers.data.hub`; `COURSE_HUB_SKETCHES` names another id or a local folder of them); rows
+   hold an `image` and a `text` caption and no class (labels are -1). Fails fast, in one line, when the hub
+   cannot be reached.
 3. "synthetic" (quick mode without local files): `synthetic_sketches`, procedural line drawings of the same six
    classes, jittered in position, size, rotation and stroke, with the same captions.
 
@@ -29,6 +31,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from helpers.config import CourseConfig
+from helpers.data.hub import load_parquet, source_of
 from helpers.errors import CourseError
 
 SKETCH_CLASSES: tuple[str, ...] = ("apple", "bicycle", "cat", "diamond", "eye", "fish")
@@ -36,7 +39,8 @@ SOURCES = ("auto", "local", "hub", "synthetic")
 LOCAL_FILE = "quickdraw_6class_28x28.npz"
 LOCAL_HELDOUT_PER_CLASS = 300
 HUB_DATASET = "zoheb/sketch-scene"
-HUB_HELDOUT = 500  # the dataset's last 500 rows are held out
+HUB_HELDOUT = 500  # the dataset's last 500 rows are held out (a tenth of a small copy)
+HUB_ENV = "COURSE_HUB_SKETCHES"  # another hub id, or a folder holding its parquet shards
 SYNTHETIC_SIZES = {"quick": (400, 60), "full": (3_000, 300)}  # (train, held-out) drawings per class
 TEMPLATES = ("a sketch of {}", "a drawing of {}", "a doodle of {}", "a simple line drawing of {}", "{}")
 
@@ -127,11 +131,11 @@ def _load_local(path: Path, image_size: int, limit_per_class: int | None, seed: 
                         f"local Quick, Draw! doodles {path} (last {LOCAL_HELDOUT_PER_CLASS}/class held out)")
 
 
-def _hub_columns(features) -> tuple[str, str]:
+def _hub_columns(features, source: str = HUB_DATASET) -> tuple[str, str]:
     image = next((name for name, f in features.items() if type(f).__name__ == "Image"), None)
     text = next((name for name, f in features.items() if getattr(f, "dtype", None) == "string"), None)
     if image is None or text is None:
-        raise CourseError(f"{HUB_DATASET} has columns {list(features)}: expected an image and a caption column")
+        raise CourseError(f"{source} has columns {list(features)}: expected an image and a caption column")
     return image, text
 
 
@@ -147,23 +151,16 @@ def _to_ink(image: Image.Image, size: int) -> np.ndarray:
 def _load_hub(cfg: CourseConfig, image_size: int, limit: int | None) -> SketchSplits:
     hint = (f"set COURSE_DATA to a folder holding {LOCAL_FILE} (Quick, Draw! doodles) or use quick mode "
             f"(COURSE_QUICK=1, procedural sketches)")
-    if cfg.offline:
-        raise CourseError(f"offline (HF_HUB_OFFLINE/COURSE_OFFLINE): cannot download {HUB_DATASET}; {hint}")
-    try:
-        from datasets import load_dataset
-
-        rows = load_dataset(HUB_DATASET, split="train", cache_dir=str(cfg.data_root / "hf"))
-    except Exception as error:  # connection errors come in many types (requests, httpx, hub's own)
-        first = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        raise CourseError(f"cannot download {HUB_DATASET} from the Hugging Face hub ({first}); {hint}") from None
-    image_column, text_column = _hub_columns(rows.features)
+    source = source_of(HUB_ENV, HUB_DATASET)
+    rows = load_parquet(cfg, source, hint)
+    image_column, text_column = _hub_columns(rows.features, source)
     count = len(rows) if limit is None else min(len(rows), limit + HUB_HELDOUT)
     images = np.stack([_to_ink(rows[i][image_column], image_size) for i in range(count)])[:, None]
     captions = [str(rows[i][text_column]).strip() for i in range(count)]
     images, labels = torch.from_numpy(images), torch.full((count,), -1, dtype=torch.int64)
-    cut = count - HUB_HELDOUT
+    cut = count - (HUB_HELDOUT if count > 2 * HUB_HELDOUT else max(1, count // 10))
     return SketchSplits(images[:cut], captions[:cut], labels[:cut], images[cut:], captions[cut:], labels[cut:], (),
-                        f"hub {HUB_DATASET}")
+                        f"hub {source}")
 
 
 def _stroke(draw: ImageDraw.ImageDraw, points, width: int) -> None:
