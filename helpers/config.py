@@ -9,7 +9,8 @@ figures/), and `COURSE_OFFLINE=1` (or HF_HUB_OFFLINE=1) forbids downloads.
 `COURSE_SMOKE=1` is for checking the code, not for learning: `make smoke-full` runs every notebook in full mode
 on stand-ins of the downloads with it set. Every model keeps its full-size configuration, but every training run
 stops after `SMOKE.steps` optimizer steps of at most `SMOKE.batch` images in each of at most `SMOKE.epochs`
-epochs (time budgets included), and every evaluation draws at most `SMOKE.samples` images (`cfg.samples(n)`).
+epochs (time budgets included), every evaluation draws at most `SMOKE.samples` images (`cfg.samples(n)`), and
+every diffusion sampler takes at most `SMOKE.sample_steps` steps.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class SmokeCap:
     epochs: int = 2  # epochs per training run; a time budget becomes these epochs
     batch: int = 8  # images per batch, at most
     samples: int = 16  # images any evaluation draws, at most
+    sample_steps: int = 4  # steps of any diffusion sampler (DDPM's 1000 included), at most
 
 
 SMOKE = SmokeCap()

@@ -45,6 +45,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from helpers.config import SMOKE, smoke_enabled
 from helpers.errors import CourseError
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> the network's output
@@ -348,6 +349,8 @@ def sample(model_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, 
     """
     if sampler not in SAMPLERS:
         raise CourseError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if smoke_enabled():  # make smoke-full: every sampler cut to a few steps (helpers.config.SMOKE)
+        steps = min(steps, SMOKE.sample_steps)
     times = schedule.timesteps(steps, spacing)
     previous = times[1:] + [-1]
     x = torch.randn(shape, generator=generator).to(device)

@@ -343,10 +343,16 @@ def evaluate_sketches(sketch: TextToSketch, judge: DigitJudge, data: SketchSplit
     ms = 1000 * (time.perf_counter() - start) / len(texts)
     hits = judge_classes(judge, images) == labels
     per = {name: float(hits[labels == i].float().mean()) for i, name in enumerate(data.classes)}
+    return {"class_accuracy": float(hits.float().mean()), "per_class": per, "n": len(texts),
+            **_reconstruction(sketch, data),
+            "ms_per_sketch": ms, "images": images}
+
+
+def _reconstruction(sketch: TextToSketch, data: SketchSplits) -> dict[str, float]:
+    """Held-out reconstruction BCE per sketch and per pixel."""
     bce = heldout_bce(sketch.model, data.test_images[:HELDOUT_BCE_IMAGES],
                       sketch.condition(data.test_captions[:HELDOUT_BCE_IMAGES]))
-    return {"class_accuracy": float(hits.float().mean()), "per_class": per, "n": len(texts), "heldout_bce": bce,
-            "bce_per_pixel": bce / data.test_images[0].numel(), "ms_per_sketch": ms, "images": images}
+    return {"heldout_bce": bce, "bce_per_pixel": bce / data.test_images[0].numel()}
 
 
 @torch.no_grad()
@@ -376,4 +382,5 @@ def evaluate_retrieval(sketch: TextToSketch, clip: ClipTextEncoder, data: Sketch
         return float(((vectors @ texts.T).argmax(1).cpu() == target).float().mean())
 
     return {"retrieval_r1": recall_at_1(images), "real_r1": recall_at_1(real), "chance": 1 / len(captions),
-            "n": len(captions), "ms_per_sketch": ms, "images": images, "captions": captions}
+            "n": len(captions), **_reconstruction(sketch, data), "ms_per_sketch": ms, "images": images,
+            "captions": captions}

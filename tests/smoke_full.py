@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SMOKE_FOLDERS = ("standins", "site", "runs", "outputs", "figures", "executed")  # all the smoke writes
 # Loaded by every Python process of the smoke (the notebook kernels too): torchvision checks the MD5 sums of the
 # real CIFAR-10 and CelebA files, which stand-ins cannot match.
 SITECUSTOMIZE = f"""import sys
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="smoke-full-") as scratch:
         work = Path(args.keep).resolve() if args.keep else Path(scratch)
+        for name in SMOKE_FOLDERS:  # a kept folder from an earlier smoke: start afresh (stale caches, runs)
+            shutil.rmtree(work / name, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         paths = write_all(work / "standins")

@@ -191,6 +191,6 @@ def write_all(root: Path) -> dict[str, Path]:
     write_mnist(downloads)
     write_cifar10(downloads)
     write_celeba_torchvision(downloads)
-    write_celeba_mirror(root / "hub-celeba")
-    write_sketch_scene(root / "hub-sketch-scene")
+    write_celeba_mirror(root / "hub-celeba", n=200, shards=2)  # 180 to train, 20 held out
+    write_sketch_scene(root / "hub-sketch-scene", n=120, shards=2)
     return {"downloads": downloads, "celeba": root / "hub-celeba", "sketches": root / "hub-sketch-scene"}
