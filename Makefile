@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test smoke-full full lab clean
+.PHONY: setup demo test smoke-full gpu-check full lab clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: setup
 # paths, not its results (tests/smoke_full.py; NOTEBOOKS="07" picks some).
 smoke-full: setup
 	$(PY) tests/smoke_full.py $(NOTEBOOKS)
+
+# On a GPU machine: every model's full recipe for 300 optimizer steps with AMP: images/s, peak GPU memory and the
+# projected full-recipe time, on stand-in data (no download needed); exits non-zero if any model fails.
+gpu-check: setup
+	$(PY) -m benchmarks.gpu_check $(if $(STEPS),--steps $(STEPS))
 
 # Every notebook in full mode, headless and in order (resumable: finished notebooks are skipped unless FORCE=1).
 # NOTEBOOKS="01 02" picks some; executed copies and timings.json go to outputs/executed/full/.

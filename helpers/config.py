@@ -158,6 +158,22 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 }
 
 
+# What each notebook costs, for the line its first cell prints. quick: seconds top to bottom on the 2-core CPU of the
+# course machines without COURSE_DATA (`python scripts/run_notebooks.py --quick`, measured); full: what it trains.
+NOTEBOOK_COSTS: dict[str, tuple[int, str]] = {
+    "01_vae_mnist": (61, "a VAE for 30 epochs and a 2-D one for 15, on 60,000 digits"),
+    "02_text_cvae_mnist": (92, "the text CVAE for 30 epochs and the digit judge, on 60,000 digits"),
+    "03_clip_from_scratch": (87, "CLIP for 30 epochs on ~190,000 faces"),
+    "04_celeba_cvae_vs_gan": (80, "two CVAEs and a GAN for 40 epochs each and the judge for 5, on ~190,000 faces"),
+    "05_latent_diffusion_celeba": (217, "the autoencoder for 20 epochs on ~190,000 faces, then the UNet for a 15-min "
+                                        "time budget"),
+    "06_ddpm_cifar10": (154, "the UNet for a 15-min time budget on 50,000 images, and the judge for 30 epochs"),
+    "07_text_to_sketch": (55, "the sketch CVAE for 40 epochs on ~10,000 scene sketches (and our CLIP for 20 "
+                                    "when OpenAI's cannot be loaded)"),
+    "08_compare_models": (15, "nothing: it measures the models the other notebooks trained"),
+}
+
+
 @dataclass(frozen=True)
 class CourseConfig:
     """Everything a notebook needs to know about where and how it runs."""
@@ -187,6 +203,21 @@ class CourseConfig:
     def samples(self, n: int) -> int:
         """How many images an evaluation that wants `n` draws: `n`, or the smoke cap under COURSE_SMOKE=1."""
         return min(n, SMOKE.samples) if self.smoke else n
+
+    def cost(self, notebook: str) -> str:
+        """One line for a notebook's first cell: the mode, where it runs, and what that costs."""
+        if notebook not in NOTEBOOK_COSTS:
+            raise CourseError(f"unknown notebook {notebook!r}; choose one of {', '.join(NOTEBOOK_COSTS)}")
+        seconds, full = NOTEBOOK_COSTS[notebook]
+        where = (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
+                 else {"mps": "this Apple GPU", "cpu": "this CPU"}[self.device.type])
+        quick = f"about {max(1, round(seconds / 60))} min on a 2-core laptop CPU (measured)"
+        if self.quick:
+            return f"quick mode on {where}: {quick}. Full mode trains {full}."
+        if self.device.type == "cpu" and not full.startswith("nothing"):
+            return (f"full mode on {where}: trains {full}, which takes hours without a GPU; "
+                    f'MODE = "quick" runs the notebook in {quick}.')
+        return f"full mode on {where}: trains {full} (`make gpu-check` projects the minutes on this GPU)."
 
     def figures_for(self, source: str) -> Path:
         """Where figures made from data of `source` go: figures/ (committed) for procedural or downloaded data;

@@ -20,6 +20,11 @@ wrapped in DistributedDataParallel (gradients averaged across processes during b
 its own shard of each epoch's shuffled order, and only the main process (rank 0) writes checkpoints, frames and
 progress. Each process takes `batch_size` images per step, so the effective batch is
 batch_size x processes x grad_accum (see the README on scaling the learning rate).
+
+Measured on every run: images per second over each epoch's batches (the loss, backward and optimizer step, without
+the epoch-end callbacks), stored in `history`; on CUDA the peak GPU memory, printed after the first optimizer step
+(and an out-of-memory error answered in one line). `COURSE_MAX_STEPS=N` stops every run after N optimizer steps
+(`make gpu-check` measures the full recipes that way).
 """
 from __future__ import annotations
 
@@ -209,6 +214,11 @@ class Trainer:
             raise CourseError(f"grad_accum must be at least 1, got {self.grad_accum}")
         if smoke_enabled():
             self.max_batches = SMOKE.steps * self.grad_accum
+        max_steps = os.environ.get("COURSE_MAX_STEPS", "").strip()
+        if max_steps and (not max_steps.isdigit() or int(max_steps) < 1):
+            raise CourseError(f"COURSE_MAX_STEPS must be a whole number of optimizer steps >= 1, got {max_steps!r}")
+        self.max_steps = int(max_steps) if max_steps else None
+        self.peak_memory_gib: float | None = None
         self._micro = 0
         self._step_module = _LossStep(self, self.model)
         if self.accelerator:
@@ -325,13 +335,18 @@ class Trainer:
                 self.model.train()
                 self._call("before_epoch")
                 sums: dict[str, float] = defaultdict(float)
-                batches = 0
+                batches, images, busy = 0, 0, 0.0
                 for batch in self.loader(self.epoch):
+                    tick = time.perf_counter()
                     self.batch = tuple(self._to_device(t) for t in batch)
                     self._call("before_batch")
-                    self._one_step(sums)
+                    self._guarded_step(sums)
                     batches += 1
+                    images += len(self.batch[0])
                     self._call("after_batch")
+                    busy += time.perf_counter() - tick
+                    if self.max_steps and self.step >= self.max_steps:
+                        self.stop_training = True
                     if self.time_budget is not None and self.plan is None:
                         self._probe_throughput()
                     if self.plan is not None and self.step >= self.plan["total_steps"]:
@@ -340,7 +355,9 @@ class Trainer:
                         self._agree_to_stop()
                     if self.stop_training or batches == self.max_batches:
                         break
-                self.history.append({"epoch": self.epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()}})
+                self.history.append({"epoch": self.epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()},
+                                     "images_per_second": images * self.world_size / max(busy, 1e-9),
+                                     **({"peak_memory_gib": self.peak_memory_gib} if self.peak_memory_gib else {})})
                 self._call("after_epoch")
                 if self.time_budget is not None and not self.stop_training:
                     self._refine_plan()
@@ -407,6 +424,23 @@ class Trainer:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         return tensor
 
+    def _guarded_step(self, sums: dict[str, float]) -> None:
+        """One batch; on CUDA, the peak memory after the first optimizer step, and out-of-memory in one line."""
+        try:
+            self._one_step(sums)
+        except torch.OutOfMemoryError:
+            raise CourseError(
+                f"the GPU ran out of memory with batches of {self.batch_size} images: halve the recipe's batch_size "
+                f"(helpers/config.py RECIPES, or batch_size= where a train function takes it) and double the "
+                f"accumulation (--grad-accum {2 * self.grad_accum}, or COURSE_GRAD_ACCUM={2 * self.grad_accum}) "
+                f"to keep the effective batch") from None
+        if self.device.type == "cuda" and self.peak_memory_gib is None and self.step == 1 and self.stepped:
+            self.peak_memory_gib = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
+            if self.is_main_process:
+                total = torch.cuda.get_device_properties(self.device).total_memory / 2 ** 30
+                print(f"peak GPU memory after the first step: {self.peak_memory_gib:.2f} GiB of {total:.0f} GiB "
+                      f"(batch {self.batch_size} x accumulation {self.grad_accum})", flush=True)
+
     def _one_step(self, sums: dict[str, float]) -> None:
         self._micro += 1
         last = self._micro % self.grad_accum == 0  # the batch that completes an accumulation and steps
@@ -463,7 +497,8 @@ class ProgressBar(Callback):
         if self.print_epochs and trainer.is_main_process:
             record = trainer.history[-1]
             print(f"epoch {record['epoch']:>3}/{trainer.epochs if trainer.plan else '?'}  " +
-                  "  ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"), flush=True)
+                  "  ".join(f"{v:.0f} images/s" if k == "images_per_second" else f"{k} {v:.3f}"
+                            for k, v in record.items() if k != "epoch"), flush=True)
 
     def after_fit(self, trainer: Trainer) -> None:
         if self.bar is not None:

@@ -27,11 +27,11 @@ BADGE_PATTERN = re.compile(r"^\[!\[Open In Colab\].*$", re.MULTILINE)
 
 
 def badges(name: str) -> str:
-    url = f"github.com/{REPO}/blob/main/notebooks/{name}"
+    path = f"{REPO}/blob/main/notebooks/{name}"
     return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"(https://colab.research.google.com/{url}) "
+            f"(https://colab.research.google.com/github/{path}) "
             f"[![Open In Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]"
-            f"(https://kaggle.com/kernels/welcome?src=https://{url})")
+            f"(https://kaggle.com/kernels/welcome?src=https://github.com/{path})")
 
 
 def _lines(text: str) -> list[str]:

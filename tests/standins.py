@@ -183,14 +183,16 @@ def accept_standin_checksums() -> None:
     CelebA._check_integrity = lambda self: True
 
 
-def write_all(root: Path) -> dict[str, Path]:
+def write_all(root: Path, large: bool = False) -> dict[str, Path]:
     """Every stand-in under `root`: torchvision's three in `root/downloads` (COURSE_DOWNLOADS), the two hub
-    datasets as folders (COURSE_HUB_CELEBA, COURSE_HUB_SKETCHES)."""
+    datasets as folders (COURSE_HUB_CELEBA, COURSE_HUB_SKETCHES). `large`: a few thousand images each, enough for
+    several full-size batches (make gpu-check); else a few dozen to a few hundred (make smoke-full)."""
     root = Path(root)
     downloads = root / "downloads"
-    write_mnist(downloads)
-    write_cifar10(downloads)
-    write_celeba_torchvision(downloads)
-    write_celeba_mirror(root / "hub-celeba", n=200, shards=2)  # 180 to train, 20 held out
-    write_sketch_scene(root / "hub-sketch-scene", n=120, shards=2)
+    scale = 20 if large else 1
+    write_mnist(downloads, n_train=min(4_000, 120 * scale), n_test=40 * scale)
+    write_cifar10(downloads, n_train_per_class=10 * scale, n_test_per_class=4 * scale)
+    write_celeba_torchvision(downloads, n=60)
+    write_celeba_mirror(root / "hub-celeba", n=200 * scale, shards=2)  # 180 to train, 20 held out
+    write_sketch_scene(root / "hub-sketch-scene", n=120 * scale, shards=2)
     return {"downloads": downloads, "celeba": root / "hub-celeba", "sketches": root / "hub-sketch-scene"}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers.config import get_config
-from helpers.data import celeba
+from helpers.data import celeba, hub
 from helpers.data.captions import (PHRASES, ContradictoryPrompt, caption, captions_for, describe_vocabulary,
                                    parse_prompt, zero_shot_prompts)
 from helpers.data.celeba import (ATTRIBUTES, COLUMN, LOCAL_CSV, LOCAL_TAR, FaceSplits, load_celeba,
@@ -205,6 +205,7 @@ def test_full_mode_failed_downloads_fail_in_one_line(env, monkeypatch):
         raise RuntimeError("Too many users have viewed or downloaded this file recently")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: True)  # reachable, but the download fails
     monkeypatch.setattr(torchvision.datasets, "CelebA", drive_quota)
     with pytest.raises(CourseError, match="could not be downloaded.*huggan.*cannot download.*no route to host.*torchvision.*RuntimeError"
                        ) as error:

@@ -12,6 +12,7 @@ import torch
 
 from helpers.config import get_config
 from helpers.data.cifar10 import CIFAR10_CLASSES, load_cifar10
+from helpers.data import hub
 from helpers.data.hub import load_parquet, parquet_shards, whole_parquet
 from helpers.data.mnist import load_mnist
 from helpers.data.sketches import load_sketches
@@ -89,6 +90,12 @@ def test_hub_download_failure_is_one_line(full_cfg, monkeypatch):
         raise ConnectionError("Max retries exceeded with url: /api/datasets/zoheb/sketch-scene\nmore")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)  # no network: fail at once, no retries
+    with pytest.raises(CourseError, match="cannot download zoheb/sketch-scene: the Hugging Face hub cannot be "
+                                          "reached.*COURSE_QUICK=1") as error:
+        load_sketches(replace(full_cfg, offline=False))
+    assert "\n" not in str(error.value)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: True)  # reachable, but the download fails
     with pytest.raises(CourseError, match="cannot download zoheb/sketch-scene.*Max retries.*COURSE_QUICK=1") as error:
         load_sketches(replace(full_cfg, offline=False))
     assert "\n" not in str(error.value)

@@ -92,6 +92,12 @@ def test_openai_clip_refuses_the_offline_placeholder(monkeypatch):
     monkeypatch.setattr(transformers.CLIPTokenizer, "from_pretrained", classmethod(lambda cls, *a, **k: Placeholder()))
     monkeypatch.setattr(transformers.CLIPTextModelWithProjection, "from_pretrained",
                         classmethod(lambda cls, *a, **k: torch.nn.Linear(1, 1)))
+    from helpers.text import encoders
+
+    monkeypatch.setattr(encoders, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(CourseError, match="not cached and the Hugging Face hub cannot be reached"):
+        OpenAIClipEncoder()  # at once: no download attempt, no minutes of retries
+    monkeypatch.setattr(encoders, "hub_reachable", lambda timeout=3.0: True)
     with pytest.raises(CourseError, match="only 2 tokens"):
         OpenAIClipEncoder()
 

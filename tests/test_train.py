@@ -209,3 +209,25 @@ def test_resume_finishes_the_budget_plan(tmp_path):
     resumed.fit()
     assert resumed.step == plan["total_steps"] and resumed.time_budget == 8
     assert lrs[-1] < 0.01 * max(lrs)
+
+
+def test_smoke_cap_and_max_steps_cut_runs_short(monkeypatch):
+    from helpers.config import SMOKE
+
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    trainer = Trainer(_Net(), _mse, _regression(320), epochs=30, batch_size=64, lr=1e-2, time_budget=600,
+                      lr_schedule="cosine")
+    history = trainer.fit()
+    assert trainer.batch_size == SMOKE.batch and trainer.time_budget is None
+    assert len(history) == SMOKE.epochs and trainer.step == SMOKE.epochs * SMOKE.steps
+    assert trainer.total_steps == trainer.step  # the schedule was planned for the capped run
+    monkeypatch.delenv("COURSE_SMOKE")
+    monkeypatch.setenv("COURSE_MAX_STEPS", "7")
+    trainer = Trainer(_Net(), _mse, _regression(320), epochs=30, batch_size=32, lr=1e-2)
+    history = trainer.fit()
+    assert trainer.step == 7 and trainer.batch_size == 32 and len(history) == 1
+    assert history[0]["images_per_second"] > 0  # measured over the batches of every epoch
+    for bad in ("0", "-3", "ten"):
+        monkeypatch.setenv("COURSE_MAX_STEPS", bad)
+        with pytest.raises(CourseError, match="COURSE_MAX_STEPS must be a whole number"):
+            Trainer(_Net(), _mse, _regression(32), epochs=1, batch_size=32, lr=1e-2)

@@ -40,6 +40,24 @@ def whole_parquet(path: Path) -> bool:
     return size > 8 and head == PARQUET_MAGIC and tail == PARQUET_MAGIC
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the hub (HF_ENDPOINT, default huggingface.co) be opened within `timeout` seconds?
+    Without network, `huggingface_hub` retries every request with back-off for minutes before it gives up; this
+    answers in at most `timeout` seconds (at once when the name does not resolve)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def source_of(env: str, default: str) -> str:
     """The dataset to read: the environment variable `env` (a hub id or a folder), else `default`."""
     return os.environ.get(env, "").strip() or default
@@ -52,6 +70,8 @@ def parquet_shards(cfg: CourseConfig, source: str, hint: str = "") -> list[Path]
         if cfg.offline:
             raise _fail(f"offline (HF_HUB_OFFLINE/COURSE_OFFLINE is set): cannot download {source} from the "
                         f"Hugging Face hub", hint)
+        if not hub_reachable():
+            raise _fail(f"cannot download {source}: the Hugging Face hub cannot be reached", hint)
         try:
             from huggingface_hub import snapshot_download
 

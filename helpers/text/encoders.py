@@ -15,6 +15,7 @@ from typing import Protocol, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from helpers.data.hub import hub_reachable
 from helpers.errors import CourseError
 
 MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -104,6 +105,9 @@ class OpenAIClipEncoder:
         hf_logging.set_verbosity_error()
         hint = ("connect to the Hugging Face hub once (it is cached afterwards), or use our own CLIP "
                 "(--text-encoder ours)")
+        if not Path(location).is_dir() and not _cached(location) and not hub_reachable():
+            raise CourseError(f"cannot load OpenAI's CLIP {location!r}: it is not cached and the Hugging Face hub "
+                              f"cannot be reached; {hint}")  # at once, not after minutes of retries
         try:
             self.tokenizer = CLIPTokenizer.from_pretrained(location)
             self.model = CLIPTextModelWithProjection.from_pretrained(location).to(device).eval()
@@ -117,6 +121,13 @@ class OpenAIClipEncoder:
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         return _encode_in_batches(self, texts, max_length=77, embed=lambda batch: self.model(**batch).text_embeds)
+
+
+def _cached(repo_id: str) -> bool:
+    """Is the model `repo_id` in the local Hugging Face cache (then no network is needed)?"""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
 _ENCODERS: dict[str, TextEncoder] = {}
