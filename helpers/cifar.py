@@ -337,11 +337,11 @@ def evaluate_ddpm(ddpm: ClassToImage, judge, data: ImageSplits, *, per_class: in
 
 
 def inception_fid(fake: torch.Tensor, real: torch.Tensor, device) -> dict:
-    """FID on Inception-v3 features when torchvision can get the weights, else the reason it could not."""
-    from helpers.facegen import frechet_distance, inception_features
+    """The papers' FID (`helpers.facegen.standard_fid`) and its sample count, else the reason it was skipped."""
+    from helpers.facegen import standard_fid
 
     try:
-        return {"fid_inception": frechet_distance(inception_features(fake, device), inception_features(real, device))}
+        return {"fid_inception": standard_fid(fake, real, device), "fid_inception_n": len(fake)}
     except CourseError as error:
         return {"fid_inception": None, "fid_inception_skipped": str(error)}
 

@@ -267,6 +267,11 @@ def measure(cfg: CourseConfig, name: str, model, *, n: int = 8, seed: int = 0) -
     from helpers import sketch
 
     data = sketch.sketch_data(cfg)
+    if not data.classes:  # captioned scenes (zoheb/sketch-scene): judged by retrieval with our sketch CLIP
+        result = sketch.evaluate_retrieval(model, sketch.load_or_train_sketch_clip(cfg, data), data, n=6 * n, seed=seed)
+        return {"metric": f"CLIP retrieval R@1 among {result['n']} held-out captions", "value": result["retrieval_r1"],
+                "judge": result["real_r1"], "ms_per_sample": result["ms_per_sketch"],
+                "seconds": round(result["ms_per_sketch"] * result["n"] / 1000, 1)}
     judge, judge_accuracy = sketch.load_or_train_doodle_judge(cfg, data)
     result = sketch.evaluate_sketches(model, judge, data, per_class=n, seed=seed)
     return {"metric": "judged class accuracy of class prompts", "value": result["class_accuracy"],

@@ -212,9 +212,12 @@ class CourseConfig:
         where = (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
                  else {"mps": "this Apple GPU", "cpu": "this CPU"}[self.device.type])
         quick = f"about {max(1, round(seconds / 60))} min on a 2-core laptop CPU (measured)"
+        if full.startswith("nothing"):
+            return (f"{self.mode} mode on {where}: no training, {full.split(': ', 1)[1]}; in quick mode "
+                    f"{quick.replace(' (measured)', ', measured')}.")
         if self.quick:
             return f"quick mode on {where}: {quick}. Full mode trains {full}."
-        if self.device.type == "cpu" and not full.startswith("nothing"):
+        if self.device.type == "cpu":
             return (f"full mode on {where}: trains {full}, which takes hours without a GPU; "
                     f'MODE = "quick" runs the notebook in {quick}.')
         return f"full mode on {where}: trains {full} (`make gpu-check` projects the minutes on this GPU)."

@@ -7,12 +7,11 @@ the condition is (attribute vectors, CLIP text embeddings of captions, ...).
 - `train_face_cvae`, `train_face_gan`, `train_attribute_judge`: model + Trainer + callbacks for one run.
 - Attribute metrics: `balanced_accuracy`, `judge_attribute_accuracy`, `prompted_attribute_accuracy`.
 - Distribution metrics on image features from any encoder: `frechet_distance` (FID when the features are
-  Inception's), `kernel_inception_distance` (KID), `diversity`; `inception_features` gives the standard
-  Inception-v3 features when its weights can be downloaded.
+  Inception's), `kernel_inception_distance` (KID), `diversity`; `standard_fid` is the FID of the papers
+  (torchmetrics, FID-Inception weights) when those weights can be downloaded.
 """
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -258,40 +257,39 @@ def diversity(feats: torch.Tensor) -> float:
     return float(1 - mean_cosine)
 
 
-# ------------------------------------------------------------------------------------ Inception features
-@functools.lru_cache(maxsize=2)
-def _inception(device: str) -> torch.nn.Module:
-    from torchvision.models import Inception_V3_Weights, inception_v3
-
-    from helpers.config import get_config
-
-    weights = Inception_V3_Weights.DEFAULT
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if get_config().offline and not cached.exists():
-        raise CourseError("Inception-v3 weights are not downloaded and HF_HUB_OFFLINE/COURSE_OFFLINE is set; "
-                          "Inception FID needs them once (unset it and rerun), the CLIP-feature FID does not")
-    try:
-        model = inception_v3(weights=weights)  # torchvision's own loader: a checked download, no pickles of ours
-    except Exception as error:  # no network, proxy, broken file: urllib, OSError, RuntimeError ...
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CourseError(f"cannot download the Inception-v3 weights ({first_line}); "
-                          "Inception FID needs them once, the CLIP-feature FID does not") from None
-    model.fc = torch.nn.Identity()  # keep the 2048-d pooled features, drop the ImageNet classifier
-    return model.eval().to(device)
+# ------------------------------------------------------------------------------------ the papers' FID
+INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID-Inception, in torch.hub
 
 
 @torch.no_grad()
-def inception_features(images: torch.Tensor, device: torch.device | str, batch_size: int = 64) -> torch.Tensor:
-    """Inception-v3 pool features (N, 2048) of images (N, 3, S, S) in [-1, 1] (resized to 299, ImageNet-normalised).
+def standard_fid(fake: torch.Tensor, real: torch.Tensor, device: torch.device | str, batch_size: int = 100) -> float:
+    """FID as papers report it: torchmetrics' FrechetInceptionDistance on the 2048-d pool features of the
+    FID-Inception network (TF-Inception's weights, through torch-fidelity), images resized to 299 without
+    antialiasing as the original code does. `fake` and `real` in [-1, 1] (N, 3, S, S).
 
-    These are torchvision's ImageNet weights, not the TF-Inception of the FID papers: compare the numbers
-    with each other, not with published FIDs. Raises CourseError (one line) when the weights cannot be had."""
-    model = _inception(str(torch.device(device)))
-    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
-    features = []
-    for start in range(0, len(images), batch_size):
-        batch = (images[start:start + batch_size].to(device).float() + 1) / 2  # [0, 1]
-        batch = F.interpolate(batch, size=(299, 299), mode="bilinear", align_corners=False)
-        features.append(model((batch - mean) / std).cpu())
-    return torch.cat(features)
+    The weights are downloaded once (~100 MB into torch.hub's cache). Offline without them, or when the download
+    fails, raises a one-line CourseError; our own-feature FID (`frechet_distance` on CLIP or judge features) needs
+    no download. Use 10,000 samples or more for numbers comparable with papers (FID is biased upwards at small N).
+    """
+    from helpers.config import get_config
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+    if get_config().offline and not cached.exists():
+        raise CourseError("the FID-Inception weights are not downloaded and HF_HUB_OFFLINE/COURSE_OFFLINE is set; "
+                          "the standard FID needs them once (unset it and rerun), our own-feature FID does not")
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        metric = FrechetInceptionDistance(feature=2048, normalize=True, antialias=False).to(device)
+    except ImportError:
+        raise CourseError("the standard FID needs torchmetrics and torch-fidelity: "
+                          "pip install 'torchmetrics[image]'") from None
+    except Exception as error:  # no network, proxy, a broken download: urllib, OSError, RuntimeError ...
+        first_line = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise CourseError(f"cannot download the FID-Inception weights ({first_line}); the standard FID needs them "
+                          "once, our own-feature FID does not") from None
+    for images, is_real in ((real, True), (fake, False)):
+        for start in range(0, len(images), batch_size):
+            batch = ((images[start:start + batch_size].float() + 1) / 2).clamp(0, 1).to(device)
+            metric.update(batch, real=is_real)
+    return float(metric.compute())

@@ -25,7 +25,7 @@ from helpers.config import CourseConfig, seed_everything
 from helpers.data.captions import captions_for, describe_vocabulary, parse_prompt, prompt_for
 from helpers.data.celeba import ATTRIBUTES, FaceSplits, to_float
 from helpers.errors import CourseError
-from helpers.facegen import (ConditionFn, attribute_conditions, diversity, frechet_distance, inception_features,
+from helpers.facegen import (ConditionFn, attribute_conditions, diversity, frechet_distance, standard_fid,
                              judge_attribute_accuracy, kernel_inception_distance, prompted_attribute_accuracy,
                              train_attribute_judge, train_face_cvae, train_face_gan)
 from helpers.models.faces import AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN, FaceGANConfig
@@ -405,8 +405,8 @@ def evaluate_faces(face: PromptToFace, judge: AttributeJudge, judge_accuracy: Ma
     }
     if inception:
         try:
-            result["inception_fid"] = frechet_distance(inception_features(fake, judge_device(judge)),
-                                                       inception_features(real, judge_device(judge)))
+            result["inception_fid"] = standard_fid(fake, real, judge_device(judge))
+            result["inception_n"] = len(fake)
         except CourseError as error:
             result["inception_fid"] = float("nan")
             result["inception_skipped"] = str(error)

@@ -7,7 +7,7 @@ from torch.utils.data import TensorDataset
 
 from helpers.checkpoint import read_checkpoint
 from helpers.errors import CourseError
-from helpers.facegen import (attribute_conditions, balanced_accuracy, diversity, frechet_distance, inception_features,
+from helpers.facegen import (attribute_conditions, balanced_accuracy, diversity, frechet_distance, standard_fid,
                              judge_attribute_accuracy, kernel_inception_distance, prompted_attribute_accuracy,
                              train_attribute_judge, train_face_cvae, train_face_gan)
 from helpers.models.faces import (AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN,
@@ -190,12 +190,36 @@ def test_kid_and_diversity_properties():
     assert diversity(a) == pytest.approx(1.0, abs=0.05)  # random directions are nearly orthogonal
 
 
-def test_inception_features_refuse_politely_offline(monkeypatch, tmp_path):
-    from helpers import facegen
-
+def test_standard_fid_refuses_politely_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: the weights are "not downloaded"
-    facegen._inception.cache_clear()
-    with pytest.raises(CourseError, match="Inception-v3 weights") as error:
-        inception_features(torch.zeros(2, 3, 64, 64), "cpu")
+    with pytest.raises(CourseError, match="FID-Inception weights are not downloaded") as error:
+        standard_fid(torch.zeros(2, 3, 64, 64), torch.zeros(2, 3, 64, 64), "cpu")
     assert "\n" not in str(error.value)
+
+
+def test_standard_fid_goes_through_torchmetrics(monkeypatch):
+    """The plumbing (images in [-1, 1] -> [0, 1] batches -> torchmetrics' FID), with a small feature network in
+    place of the FID-Inception one, whose weights CI cannot download."""
+    import torchmetrics.image.fid as tm_fid
+
+    seen = []
+
+    class Features(torch.nn.Module):
+        def forward(self, images):
+            seen.append((float(images.min()), float(images.max()), len(images)))
+            return torch.stack([images.mean((1, 2, 3)), images.std((1, 2, 3)), images[:, 0].mean((1, 2))], 1)
+
+    real_class = tm_fid.FrechetInceptionDistance
+    monkeypatch.setattr(tm_fid, "FrechetInceptionDistance",
+                        lambda feature, normalize, antialias: real_class(feature=Features(), normalize=normalize))
+    for name in ("COURSE_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    generator = torch.Generator().manual_seed(0)
+    real = torch.rand(120, 3, 16, 16, generator=generator) * 2 - 1
+    other = torch.rand(120, 3, 16, 16, generator=generator) * 2 - 1
+    same = standard_fid(other, real, "cpu", batch_size=50)
+    shifted = standard_fid((other * 0.5 + 0.4).clamp(-1, 1), real, "cpu", batch_size=50)
+    assert same < 0.01 and shifted > 100 * max(same, 1e-4)
+    assert min(lo for lo, _, _ in seen) >= 0 and max(hi for _, hi, _ in seen) <= 1  # [0, 1], as normalize=True wants
+    assert max(n for _, _, n in seen) == 50
