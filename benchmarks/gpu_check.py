@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
         work = Path(scratch)
         env = _environment(work, args.steps)
-        print(f"{device}: {args.steps} optimizer steps per model, full recipes, stand-in data", flush=True)
+        capped = " (COURSE_SMOKE: batches of at most 8, numbers not representative)" if env.get("COURSE_SMOKE") else ""
+        print(f"{device}: {args.steps} optimizer steps per model, full recipes, stand-in data{capped}", flush=True)
         print(f"{'model':16s} {'batch':>5s} {'images/s':>9s} {'peak GiB':>8s} {'full recipe':>22s}  wall", flush=True)
         for model in args.models or list(MODELS):
             row = measure(model, env, work)
