@@ -159,18 +159,19 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 
 
 # What each notebook costs, for the line its first cell prints. quick: seconds top to bottom on the 2-core CPU of the
-# course machines without COURSE_DATA (`python scripts/run_notebooks.py --quick`, measured); full: what it trains.
+# course machines, fresh clone without COURSE_DATA, all eight in one `python scripts/run_notebooks.py --quick`
+# (measured); full: what it trains.
 NOTEBOOK_COSTS: dict[str, tuple[int, str]] = {
-    "01_vae_mnist": (61, "a VAE for 30 epochs and a 2-D one for 15, on 60,000 digits"),
-    "02_text_cvae_mnist": (92, "the text CVAE for 30 epochs and the digit judge, on 60,000 digits"),
-    "03_clip_from_scratch": (87, "CLIP for 30 epochs on ~190,000 faces"),
-    "04_celeba_cvae_vs_gan": (80, "two CVAEs and a GAN for 40 epochs each and the judge for 5, on ~190,000 faces"),
-    "05_latent_diffusion_celeba": (217, "the autoencoder for 20 epochs on ~190,000 faces, then the UNet for a 15-min "
+    "01_vae_mnist": (46, "a VAE for 30 epochs and a 2-D one for 15, on 60,000 digits"),
+    "02_text_cvae_mnist": (84, "the text CVAE for 30 epochs and the digit judge, on 60,000 digits"),
+    "03_clip_from_scratch": (80, "CLIP for 30 epochs on ~190,000 faces"),
+    "04_celeba_cvae_vs_gan": (79, "two CVAEs and a GAN for 40 epochs each and the judge for 5, on ~190,000 faces"),
+    "05_latent_diffusion_celeba": (206, "the autoencoder for 20 epochs on ~190,000 faces, then the UNet for a 15-min "
                                         "time budget"),
-    "06_ddpm_cifar10": (154, "the UNet for a 15-min time budget on 50,000 images, and the judge for 30 epochs"),
-    "07_text_to_sketch": (55, "the sketch CVAE for 40 epochs on ~10,000 scene sketches (and our CLIP for 20 "
+    "06_ddpm_cifar10": (141, "the UNet for a 15-min time budget on 50,000 images, and the judge for 30 epochs"),
+    "07_text_to_sketch": (63, "the sketch CVAE for 40 epochs on ~10,000 scene sketches (and our CLIP for 20 "
                                     "when OpenAI's cannot be loaded)"),
-    "08_compare_models": (15, "nothing: it measures the models the other notebooks trained"),
+    "08_compare_models": (22, "nothing: it measures the models the other notebooks trained"),
 }
 
 
