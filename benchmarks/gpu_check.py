@@ -33,23 +33,13 @@ MODELS = {
 
 
 def _environment(work: Path, steps: int) -> dict[str, str]:
+    """The smoke's stand-in environment (tests/smoke_full.py), with full-size batches unless COURSE_SMOKE is set."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from smoke_full import SITECUSTOMIZE
-    from standins import write_all
+    from smoke_full import standin_environment
 
     smoke = os.environ.get("COURSE_SMOKE", "").strip().lower() in {"1", "true", "yes", "on"}
-    paths = write_all(work / "standins", large=not smoke)  # full batches need a few thousand images
-    (work / "site").mkdir(exist_ok=True)
-    (work / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = {key: value for key, value in os.environ.items() if key != "COURSE_DATA"}
-    env.update({
-        "COURSE_QUICK": "0", "COURSE_MAX_STEPS": str(steps), "COURSE_DOWNLOADS": str(paths["downloads"]),
-        "COURSE_HUB_CELEBA": str(paths["celeba"]), "COURSE_HUB_SKETCHES": str(paths["sketches"]),
-        "COURSE_RUNS": str(work / "runs"), "COURSE_OUTPUTS": str(work / "outputs"),
-        "COURSE_FIGURES": str(work / "figures"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "site"), str(ROOT), env.get("PYTHONPATH")])),
-    })
+    env = standin_environment(work, large=not smoke)  # full batches need a few thousand images
+    env.update({"COURSE_QUICK": "0", "COURSE_MAX_STEPS": str(steps)})
     return env
 
 

@@ -34,34 +34,41 @@ accept_standin_checksums()
 """
 
 
+def standin_environment(work: Path, large: bool = False) -> dict[str, str]:
+    """Write the stand-ins into `work` and return the environment that points full mode at them: downloads,
+    the two hub datasets as local folders, runs / outputs / figures inside `work`, no COURSE_DATA, hub offline,
+    torchvision's MD5 checks relaxed for the stand-ins (`large`: see standins.write_all)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from standins import write_all
+
+    paths = write_all(work / "standins", large=large)
+    site = work / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {key: value for key, value in os.environ.items() if key not in ("COURSE_DATA", "COURSE_QUICK")}
+    env.update({
+        "COURSE_DOWNLOADS": str(paths["downloads"]), "COURSE_HUB_CELEBA": str(paths["celeba"]),
+        "COURSE_HUB_SKETCHES": str(paths["sketches"]), "COURSE_RUNS": str(work / "runs"),
+        "COURSE_OUTPUTS": str(work / "outputs"), "COURSE_FIGURES": str(work / "figures"), "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), str(ROOT), env.get("PYTHONPATH")])),
+    })
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", help="numbers or names (default: all)")
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary one, removed)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "tests"))
-    sys.path.insert(0, str(ROOT))
-    from standins import write_all
-
     with tempfile.TemporaryDirectory(prefix="smoke-full-") as scratch:
         work = Path(args.keep).resolve() if args.keep else Path(scratch)
         for name in SMOKE_FOLDERS:  # a kept folder from an earlier smoke: start afresh (stale caches, runs)
             shutil.rmtree(work / name, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        paths = write_all(work / "standins")
-        site = work / "site"
-        site.mkdir(exist_ok=True)
-        (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-        env = {key: value for key, value in os.environ.items() if key not in ("COURSE_DATA", "COURSE_QUICK")}
-        env.update({
-            "COURSE_SMOKE": "1", "COURSE_DOWNLOADS": str(paths["downloads"]),
-            "COURSE_HUB_CELEBA": str(paths["celeba"]), "COURSE_HUB_SKETCHES": str(paths["sketches"]),
-            "COURSE_RUNS": str(work / "runs"), "COURSE_OUTPUTS": str(work / "outputs"),
-            "COURSE_FIGURES": str(work / "figures"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(site), str(ROOT), env.get("PYTHONPATH")])),
-        })
+        env = standin_environment(work)
+        env["COURSE_SMOKE"] = "1"
         print(f"stand-ins written to {work / 'standins'} in {time.perf_counter() - start:.1f} s; "
               f"full mode, COURSE_SMOKE=1", flush=True)
         command = [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--force",
