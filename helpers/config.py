@@ -133,7 +133,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     },
     # Notebook 05, stage 1: the face autoencoder (width = channels at 64x64; settings in helpers.ldm.SETTINGS).
     "ldm-autoencoder": {
-        "quick": Recipe(epochs=1, batch_size=32, lr=2e-3, width=16, latent_dim=4),
+        "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=16, latent_dim=4),
         "full": Recipe(epochs=20, batch_size=128, lr=5e-4, width=64, latent_dim=4),
     },
     # Notebook 05, stage 2: the text-conditioned UNet on 16x16x4 latents (width = its first level's channels).
