@@ -65,7 +65,9 @@ def measure(model: str, env: dict[str, str], work: Path) -> dict:
            "peak_memory_gib": max((h.get("peak_memory_gib") or 0 for h in history), default=0) or None,
            "batch_size": recipe.batch_size if recipe else None}
     if images is None:
-        budget = 15 * 60  # the full recipes of notebooks 05 and 06 (helpers.ldm / helpers.cifar SETTINGS)
+        from helpers import cifar, ldm
+
+        budget = {"ldm": ldm.SETTINGS, "cifar-ddpm": cifar.SETTINGS}[model]["full"].time_budget
         row.update(projected_minutes=budget / 60, images_in_budget=round(rate * budget))
     elif recipe is not None:
         row.update(projected_minutes=round(recipe.epochs * images / rate / 60, 1), epochs=recipe.epochs)
