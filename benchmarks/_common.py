@@ -1,7 +1,6 @@
 """Shared bits of the benchmarks: a results file per benchmark and a CPU-time stopwatch."""
 from __future__ import annotations
 
-import json
 import platform
 import time
 from contextlib import contextmanager
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from helpers.files import write_json_atomic
 from helpers.train import Callback
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -20,9 +20,7 @@ def machine() -> str:
 
 
 def write_results(name: str, results: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **results}, indent=2))
+    path = write_json_atomic(RESULTS / f"{name}.json", {"machine": machine(), **results})
     print(f"results -> {path}")
     return path
 

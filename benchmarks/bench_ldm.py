@@ -23,7 +23,7 @@ from helpers import ldm
 from helpers.clip import face_data, load_or_train_clip, train_clip
 from helpers.config import get_config
 from helpers.faces import load_or_train_face_judge, reliable, train_face_judge
-from helpers.facegen import frechet_distance
+from helpers.metrics import frechet_distance
 from helpers.viz import labelled_grid, save_image
 
 

@@ -19,7 +19,7 @@ from benchmarks._common import stopwatch, write_results
 from helpers.config import get_config, seed_everything
 from helpers.data.prompts import DIGIT_WORDS, digit_prompts
 from helpers.digits import TextToDigit, digit_data, prompt_bank, train_text_cvae
-from helpers.metrics import judge_digits, load_or_train_judge, prompt_accuracy
+from helpers.digit_judge import judge_digits, load_or_train_judge, prompt_accuracy
 from helpers.models.vae import elbo_loss, reparameterize
 from helpers.train import KLAnnealing, Trainer
 

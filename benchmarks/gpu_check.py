@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model:16s} {row['batch_size'] or '-':>5} {row['images_per_second']:9.0f} {peak:>8s} "
                   f"{full:>22s}  {row['seconds']:.0f} s", flush=True)
     failed = [row["model"] for row in rows if not row["ok"]]
-    from helpers.checkpoint import write_json_atomic
+    from helpers.files import write_json_atomic
 
     write_json_atomic(Path(args.out), {"device": device, "steps": args.steps, "models": rows})
     print(f"{len(rows) - len(failed)} of {len(rows)} models trained" + (f"; FAILED: {', '.join(failed)}" if failed

@@ -146,7 +146,7 @@ def cmd_train(args) -> None:
         print(f"held-out balanced accuracy, mean of 40 attributes: {sum(accuracy.values()) / len(accuracy):.3f}; "
               f"reliable (>= 0.8): {', '.join(reliable(accuracy)) or 'none'}")
     else:
-        from helpers.metrics import train_judge
+        from helpers.digit_judge import train_judge
 
         _, accuracy = train_judge(cfg, out, epochs=args.epochs, progress=True)
         print(f"judge accuracy on held-out digits: {accuracy:.2%}")
@@ -191,25 +191,25 @@ def cmd_generate(args) -> None:
         stem = f"{face.name}_{_slug(args.prompt)}_seed{args.seed}"
         print(f"read {args.prompt!r} as: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in wanted.items()))
     elif args.model == "sketch-cvae":
-        from helpers.checkpoint import read_checkpoint
-        from helpers.sketch import KIND, TextToSketch, check_prompt
+        from helpers.checkpoint import read_index
+        from helpers.sketch import KIND, TextToSketch, check_sketch_prompt
 
         if args.prompt is None:
             raise CourseError('sketch-cvae needs a prompt, e.g. python -m helpers generate --model sketch-cvae '
                               '--prompt "a sketch of a cat"')
-        check_prompt(args.prompt)
-        read_checkpoint(checkpoint, KIND)
+        check_sketch_prompt(args.prompt)
+        read_index(checkpoint, KIND)
         sketch = TextToSketch.from_checkpoint(checkpoint, cfg)
         images, scale = 1 - sketch(args.prompt, n=args.n, seed=args.seed), 1
         stem = f"sketch_{_slug(args.prompt)}_seed{args.seed}"
     elif args.model == "ldm":
-        from helpers.checkpoint import read_checkpoint
+        from helpers.checkpoint import read_index
         from helpers.ldm import KIND, TextToFace
 
         if args.prompt is None or not args.prompt.strip():
             raise CourseError('ldm needs a prompt describing a face, e.g. python -m helpers generate --model ldm '
                               '"a smiling woman with blond hair"')
-        read_checkpoint(checkpoint, KIND)  # fail on a missing checkpoint before loading anything else
+        read_index(checkpoint, KIND)  # fail on a missing checkpoint before loading anything else
         ldm = TextToFace.from_checkpoint(checkpoint, cfg)
         images = ldm(args.prompt, n=args.n, guidance=args.guidance, steps=args.steps, sampler=args.sampler,
                      seed=args.seed, progress=True)
@@ -218,12 +218,12 @@ def cmd_generate(args) -> None:
     elif args.model == "cifar-ddpm":
         from helpers.cifar import KIND, ClassToImage
         from helpers.data.cifar10 import CIFAR10_CLASSES
-        from helpers.checkpoint import read_checkpoint
+        from helpers.checkpoint import read_index
 
         if args.prompt is None:
             raise CourseError('cifar-ddpm needs a prompt naming a CIFAR-10 class, e.g. python -m helpers generate '
                               '--model cifar-ddpm "a photo of a cat"')
-        read_checkpoint(checkpoint, KIND)  # fail on a missing checkpoint before loading the text encoder
+        read_index(checkpoint, KIND)  # fail on a missing checkpoint before loading the text encoder
         ddpm = ClassToImage.from_checkpoint(checkpoint, cfg.device)
         images, label = ddpm(args.prompt, n=args.n, guidance=args.guidance, steps=args.steps, sampler=args.sampler,
                              seed=args.seed, progress=True)
@@ -231,13 +231,14 @@ def cmd_generate(args) -> None:
         stem = f"cifar_{CIFAR10_CLASSES[label]}_{_sampling_tag(args)}"
         print(f"read {args.prompt!r} as the class {CIFAR10_CLASSES[label]}")
     elif args.model == "text-cvae":
-        from helpers.checkpoint import read_checkpoint
-        from helpers.digits import TextToDigit, check_prompt_text
+        from helpers.checkpoint import read_index
+        from helpers.digits import DIGIT_EXAMPLE, TextToDigit
+        from helpers.text.prompts import check_prompt
 
         if args.prompt is None:
             raise CourseError('text-cvae needs a prompt, e.g. python -m helpers generate "Print number 5"')
-        check_prompt_text(args.prompt)  # cheap checks before loading anything
-        read_checkpoint(checkpoint, "text-cvae")  # fail on a missing checkpoint before loading the text encoder
+        check_prompt(args.prompt, DIGIT_EXAMPLE)  # cheap checks before loading anything
+        read_index(checkpoint, "text-cvae")  # fail on a missing checkpoint before loading the text encoder
         generator = TextToDigit.from_checkpoint(checkpoint, cfg)
         images, digit = generator(args.prompt, n=args.n, seed=args.seed)
         stem = f"{_slug(args.prompt)}_seed{args.seed}"
@@ -403,7 +404,7 @@ def cmd_evaluate(args) -> None:
         print(f"held-out loss (BCE-sum + KL per image): {result['test_loss']:.2f} "
               f"(recon {result['test_recon']:.2f}, KL {result['test_kl']:.2f})")
         return
-    from helpers.metrics import load_or_train_judge, prompt_accuracy
+    from helpers.digit_judge import load_or_train_judge, prompt_accuracy
 
     generator = digits.TextToDigit.from_checkpoint(checkpoint, cfg)
     judge, judge_accuracy = load_or_train_judge(cfg)

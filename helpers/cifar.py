@@ -22,13 +22,14 @@ from typing import Sequence
 
 import torch
 
-from helpers.checkpoint import has_checkpoint, read_checkpoint
+from helpers.checkpoint import has_checkpoint, read_checkpoint, read_index
 from helpers.config import CourseConfig, seed_everything
 from helpers.data.cifar10 import CIFAR10_CLASSES, ImageSplits, load_cifar10
 from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
 from helpers.errors import CourseError
+from helpers.text.prompts import check_prompt
 from helpers.models.unet import UNet, UNetConfig
-from helpers.train import EMA, Checkpointing, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock, ema_weights
+from helpers.train import EMA, Checkpointing, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
 KIND = "cifar-ddpm"
@@ -111,12 +112,7 @@ class ClassReader:
         return torch.stack([similarity[self.owner == i].max() for i in range(len(CIFAR10_CLASSES))])
 
     def __call__(self, prompt: str) -> int:
-        text = prompt.strip() if isinstance(prompt, str) else ""
-        if not text:
-            raise CourseError(f"empty prompt: name one CIFAR-10 class, e.g. \"a photo of a cat\" "
-                              f"({', '.join(CIFAR10_CLASSES)})")
-        if len(text) > 300:
-            raise CourseError(f"prompt is {len(text)} characters long; keep it under 300 and name one CIFAR-10 class")
+        text = check_prompt(prompt, f'name one CIFAR-10 class, e.g. "a photo of a cat" ({", ".join(CIFAR10_CLASSES)})')
         if text.lower() in CIFAR10_CLASSES:
             return CIFAR10_CLASSES.index(text.lower())
         best, index = self.scores(text).topk(2)
@@ -191,14 +187,7 @@ class ClassToImage(TrainedModel):
         hint = f"python -m helpers train {KIND} --out {run_dir}"
         checkpoint = read_checkpoint(run_dir, KIND, train_hint=hint)
         extra = checkpoint.index["extra"]
-        model = UNet(UNetConfig(**checkpoint.index["config"]))
-        weights = ema_weights(checkpoint.state) if use_ema else checkpoint.weights
-        if use_ema and not weights:
-            raise CourseError(f"{run_dir} holds no EMA weights; retrain with `{hint}` or pass use_ema=False")
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError:
-            raise CourseError(f"weights in {run_dir} do not fit the current UNet; retrain with `{hint}`") from None
+        model = checkpoint.rebuild(UNet, ema=use_ema, train_hint=hint)
         schedule = NoiseSchedule.from_settings(extra.get("settings", {}))
         return cls(model.to(device).eval(), schedule, extra.get("history", []), reader, extra)
 
@@ -261,7 +250,7 @@ def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs
     image_size = int(data.train_images.shape[-1])
     schedule = NoiseSchedule.from_settings(asdict(settings))
     if resume and has_checkpoint(out):
-        recorded = read_checkpoint(out, KIND).index["extra"]
+        recorded = read_index(out, KIND)["extra"]
         if recorded.get("data") != data.source or recorded.get("image_size") != image_size:
             raise CourseError(f"{out} was trained on {recorded.get('data')} at {recorded.get('image_size')} px; "
                               f"resume with the same data and --image-size, or train anew without --resume")
@@ -285,10 +274,6 @@ def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs
     return ClassToImage(trainer.ema_model, schedule, trainer.history, extra=extra)
 
 
-def load_cifar_ddpm(cfg: CourseConfig, run_dir: str | Path | None = None, use_ema: bool = True) -> ClassToImage:
-    return ClassToImage.from_checkpoint(run_dir or cfg.run_dir(KIND), cfg.device, use_ema)
-
-
 # ------------------------------------------------------------------------------------------ pictures
 def class_grid(images: torch.Tensor, per_class: int, classes: Sequence[str] = CIFAR10_CLASSES, scale: int = 2):
     """Class-major images in [-1, 1] (10 * per_class) -> one labelled grid, a row per class."""
@@ -309,7 +294,7 @@ def guidance_grid(ddpm: ClassToImage, scales: Sequence[float], per_class: int = 
 def sample_quality(images: torch.Tensor, labels: torch.Tensor, judge, real: torch.Tensor) -> dict[str, float]:
     """Judged class accuracy of generated images, and FID/KID against real images on the judge's features."""
     from helpers.cifar_judge import class_accuracy, judge_features
-    from helpers.facegen import frechet_distance, kernel_inception_distance
+    from helpers.metrics import frechet_distance, kernel_inception_distance
 
     fake_features, real_features = judge_features(judge, images), judge_features(judge, real)
     accuracy = class_accuracy(judge, images, labels)
@@ -337,8 +322,8 @@ def evaluate_ddpm(ddpm: ClassToImage, judge, data: ImageSplits, *, per_class: in
 
 
 def inception_fid(fake: torch.Tensor, real: torch.Tensor, device) -> dict:
-    """The papers' FID (`helpers.facegen.standard_fid`) and its sample count, else the reason it was skipped."""
-    from helpers.facegen import standard_fid
+    """The papers' FID (`helpers.metrics.standard_fid`) and its sample count, else the reason it was skipped."""
+    from helpers.metrics import standard_fid
 
     try:
         return {"fid_inception": standard_fid(fake, real, device), "fid_inception_n": len(fake)}

@@ -6,7 +6,7 @@ held-out split is printed beside every score, so a reader knows how far to trust
 on 80% of real photos cannot certify a generator at 95%.
 
 The same network also gives image *features* (its pooled penultimate layer): `judge_features` feeds
-`helpers.facegen.frechet_distance` / `kernel_inception_distance`, an FID/KID that needs no Inception
+`helpers.metrics.frechet_distance` / `kernel_inception_distance`, an FID/KID that needs no Inception
 download. Those numbers compare our own models with each other, not with published FIDs.
 
 Training uses the course's one `Trainer` with two standard CIFAR augmentations (a random 32x32 crop out of
@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint
+from helpers.checkpoint import load_or_train, read_checkpoint
 from helpers.config import CourseConfig, seed_everything
 from helpers.data.celeba import to_float
 from helpers.data.cifar10 import CIFAR10_CLASSES, ImageSplits, load_cifar10
-from helpers.errors import CourseError
 from helpers.models.judge import CifarJudge, CifarJudgeConfig
 from helpers.train import Checkpointing, Evaluate, ProgressBar, Trainer, WallClock
 
@@ -93,8 +92,7 @@ def train_cifar_judge(cfg: CourseConfig, data: ImageSplits | None = None, out: s
 def load_cifar_judge(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[CifarJudge, dict]:
     """The judge saved in `run_dir` (eval mode, on `device`) and the `extra` its checkpoint recorded."""
     checkpoint = read_checkpoint(run_dir, KIND)
-    judge = load_weights(CifarJudge(CifarJudgeConfig(**checkpoint.index["config"])), checkpoint)
-    return judge.to(device).eval(), checkpoint.index["extra"]
+    return checkpoint.rebuild(CifarJudge).to(device), checkpoint.index["extra"]
 
 
 def load_or_train_cifar_judge(cfg: CourseConfig, data: ImageSplits | None = None,
@@ -106,15 +104,15 @@ def load_or_train_cifar_judge(cfg: CourseConfig, data: ImageSplits | None = None
     judge trained on everything serves both modes."""
     data = data if data is not None else default_data(cfg)
     run_dir = Path(run_dir or cfg.run_dir(KIND))
-    if has_checkpoint(run_dir):
-        try:
-            judge, extra = load_cifar_judge(run_dir, cfg.device)
-        except CourseError:
-            judge, extra = None, {}  # damaged or from older code: train a fresh one over it
-        if (judge is not None and extra.get("data") == data.source and extra.get("image_size") == data.image_size
-                and extra.get("train_images", 0) >= len(data.train_labels)):
-            return judge, extra["history"][-1]["heldout_accuracy"]
-    return train_cifar_judge(cfg, data, run_dir)
+
+    def load(folder: Path) -> tuple[CifarJudge, float]:
+        judge, extra = load_cifar_judge(folder, cfg.device)
+        return judge, extra["history"][-1]["heldout_accuracy"]
+
+    return load_or_train(run_dir, KIND, mode=cfg.mode, source=data.source, load=load,
+                         train=lambda: train_cifar_judge(cfg, data, run_dir),
+                         accept=lambda extra: extra.get("image_size") == data.image_size
+                         and extra.get("train_images", 0) >= len(data.train_labels))
 
 
 # ------------------------------------------------------------------------------------------ judging

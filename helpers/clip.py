@@ -16,17 +16,16 @@ from typing import Sequence
 
 import torch
 
-from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint
+from helpers.checkpoint import load_or_train, read_checkpoint
 from helpers.config import CourseConfig, seed_everything
-from helpers.data.captions import caption, parse_prompt, zero_shot_prompts
+from helpers.data.captions import FACE_EXAMPLE, caption, zero_shot_prompts
 from helpers.data.celeba import ATTRIBUTES, FaceSplits, load_celeba, to_float
-from helpers.errors import CourseError
-from helpers.facegen import balanced_accuracy
+from helpers.text.prompts import check_prompt
+from helpers.metrics import balanced_accuracy
 from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.train import Checkpointing, Evaluate, ProgressBar, Trainer
 
 PAD, UNK = "[PAD]", "[UNK]"
-MAX_PROMPT_CHARS = 300
 
 
 # ------------------------------------------------------------------------------------------ tokenizer
@@ -164,7 +163,7 @@ class ClipTextEncoder:
     def from_checkpoint(cls, run_dir: str | Path, device: torch.device | str = "cpu") -> "ClipTextEncoder":
         checkpoint = read_checkpoint(run_dir, "clip")
         tokenizer = CaptionTokenizer.from_str(checkpoint.index["extra"]["tokenizer"])
-        model = load_weights(CLIPModel(CLIPConfig(**checkpoint.index["config"])), checkpoint)
+        model = checkpoint.rebuild(CLIPModel)
         encoder = cls(model.to(device), tokenizer)
         encoder.name = f"clip-{checkpoint.index['sha256']['model'][:12]}"  # cached embeddings are per trained CLIP
         return encoder
@@ -175,10 +174,7 @@ class ClipTextEncoder:
 
     def check_prompt(self, text: str) -> None:
         """Refuse empty or overlong prompts; warn (stderr) about words the CLIP never saw."""
-        if not text or not text.strip():
-            raise CourseError("the prompt is empty: describe a face, e.g. \"a smiling woman with blond hair\"")
-        if len(text) > MAX_PROMPT_CHARS:
-            raise CourseError(f"the prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+        check_prompt(text, FACE_EXAMPLE)
         unknown = self.tokenizer.unknown_words(text)
         if unknown:
             warnings.warn(f"words the CLIP never saw in its captions, read only as sub-word pieces: "
@@ -239,14 +235,15 @@ def load_or_train_clip(cfg: CourseConfig, run_dir: str | Path | None = None, pro
     else train it now (quick mode: about a minute)."""
     run_dir = Path(run_dir or cfg.run_dir("clip"))
     data = data or face_data(cfg)
-    if has_checkpoint(run_dir):
-        extra = read_checkpoint(run_dir, "clip").index["extra"]
-        if extra.get("mode") == cfg.mode and extra.get("data") == data.source:
-            return ClipTextEncoder.from_checkpoint(run_dir, cfg.device)
-    print(f"no {cfg.mode}-mode CLIP trained on these faces in {run_dir}: training one "
-          f"(notebook 03 / `python -m helpers train clip`)")
-    trainer = train_clip(cfg, run_dir, progress=progress, data=data)
-    return ClipTextEncoder(trainer.model, trainer.tokenizer)
+
+    def train() -> ClipTextEncoder:
+        print(f"no {cfg.mode}-mode CLIP trained on these faces in {run_dir}: training one "
+              f"(notebook 03 / `python -m helpers train clip`)")
+        trainer = train_clip(cfg, run_dir, progress=progress, data=data)
+        return ClipTextEncoder(trainer.model, trainer.tokenizer)
+
+    return load_or_train(run_dir, "clip", mode=cfg.mode, source=data.source, train=train,
+                         load=lambda folder: ClipTextEncoder.from_checkpoint(folder, cfg.device))
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -290,8 +287,3 @@ def evaluate_clip(encoder: ClipTextEncoder, images: torch.Tensor, attrs: torch.T
         result["chance_at_10"] = 10 / len(images)
     encoder.model.train(was_training)
     return result
-
-
-def prompt_attributes(text: str) -> dict[str, bool]:
-    """Which attributes a free prompt asks for (present or absent), for judging generated faces."""
-    return parse_prompt(text)

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from helpers.checkpoint import has_checkpoint, read_checkpoint
+from helpers.checkpoint import has_checkpoint, read_index, stored_parameters
 from helpers.config import CourseConfig
 from helpers.errors import CourseError
 
@@ -71,17 +71,21 @@ def inventory(cfg: CourseConfig) -> list[dict]:
     rows = []
     for item in ENTRIES:
         run_dir = cfg.run_dir(item.name)
-        row = {"model": item.name, "notebook": item.notebook, "run": str(run_dir), "found": has_checkpoint(run_dir)}
-        if not row["found"]:
-            row["train"] = item.train + ("" if run_dir == cfg.runs_dir / item.name else f" --out {run_dir}")
+        row = {"model": item.name, "notebook": item.notebook, "run": str(run_dir), "found": has_checkpoint(run_dir),
+               "train": item.train + ("" if run_dir == cfg.runs_dir / item.name else f" --out {run_dir}")}
+        try:  # the index and the safetensors header only: no tensor is loaded or hashed
+            index = read_index(run_dir) if row["found"] else None
+            parameters = stored_parameters(run_dir, index) if row["found"] else None
+        except CourseError as error:  # one damaged run is reported as such, the others still listed
+            row.update(found=False, problem=str(error).split(";")[0])
+            index = None
+        if index is None:
             rows.append(row)
             continue
-        checkpoint = read_checkpoint(run_dir)
-        extra, history = checkpoint.index["extra"], checkpoint.index["extra"].get("history", [])
+        extra, history = index["extra"], index["extra"].get("history", [])
         last = history[-1] if history else {}
         row.update({
-            "parameters": sum(t.numel() for t in checkpoint.weights.values() if t.dtype.is_floating_point),
-            "epochs": checkpoint.index.get("epoch"), "mode": extra.get("mode"),
+            "parameters": parameters, "epochs": index.get("epoch"), "mode": extra.get("mode"),
             "train_seconds": last.get("train_seconds"), "processes": extra.get("processes", 1),
             "train_loss": last.get("loss"),
             "heldout": {k: v for k, v in last.items() if k.startswith(HELDOUT_PREFIXES) and isinstance(v, float)},
@@ -91,8 +95,9 @@ def inventory(cfg: CourseConfig) -> list[dict]:
 
 
 def missing(rows: list[dict]) -> list[str]:
-    """'model (notebook NN): command' for every model without a checkpoint."""
-    return [f"{r['model']} (notebook {r['notebook']}): {r['train']}" for r in rows if not r["found"]]
+    """'model (notebook NN): command' for every model without a usable checkpoint."""
+    return [f"{r['model']} (notebook {r['notebook']}): {r['train']}" + (f"  [{r['problem']}]" if "problem" in r else "")
+            for r in rows if not r["found"]]
 
 
 def _fmt(value, spec: str) -> str:
@@ -106,7 +111,8 @@ def inventory_table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if not r["found"]:
-            lines.append(f"| {r['model']} | {r['notebook']} | missing: `{r['train']}` | | | | | |")
+            state = f"unreadable ({r['problem']}), retrain" if "problem" in r else "missing"
+            lines.append(f"| {r['model']} | {r['notebook']} | {state}: `{r['train']}` | | | | | |")
             continue
         heldout = ", ".join(f"{k} {v:.3g}" for k, v in r["heldout"].items()) or "–"
         lines.append(f"| {r['model']} | {r['notebook']} | {_fmt(r['parameters'], ',')} | {_fmt(r['epochs'], 'd')} | "
@@ -225,7 +231,7 @@ def measure(cfg: CourseConfig, name: str, model, *, n: int = 8, seed: int = 0) -
                                "value": vae_test_loss(model, digit_data(cfg).heldout_images)["test_loss"]})
     if name == "text-cvae":
         from helpers.data.prompts import digit_prompts
-        from helpers.metrics import load_or_train_judge, prompt_accuracy
+        from helpers.digit_judge import load_or_train_judge, prompt_accuracy
 
         judge, judge_accuracy = load_or_train_judge(cfg)
         result = _timed(lambda: prompt_accuracy(model, judge, digit_prompts("heldout"), samples_per_prompt=n,
@@ -299,7 +305,7 @@ def measured_table(rows: list[dict], measured: dict[str, dict]) -> str:
 def write_report(path: str | Path, rows: list[dict], measured: dict[str, dict], grids: dict[str, str],
                  problems: dict[str, str] | None = None) -> Path:
     """The comparison as one Markdown file (tables + links to the grids), written atomically."""
-    from helpers.checkpoint import write_text_atomic
+    from helpers.files import write_text_atomic
 
     path = Path(path)
     parts = ["# Every model of the course, side by side", "", "## What the checkpoints say", "",

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from helpers.config import SMOKE, smoke_enabled
 from helpers.errors import CourseError
@@ -119,6 +118,13 @@ class NoiseSchedule:
             self.betas = 1 - self.alphas_cumprod / previous
         # float32 copy with a leading 1 (t = -1: the clean image): MPS has no float64, and lookups are per batch
         self._table = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod]).float()
+        self._tables: dict[torch.device, torch.Tensor] = {}  # the table copied once to each device that asks
+
+    def _table_on(self, device: torch.device) -> torch.Tensor:
+        """The float32 table on `device`, so lookups index where the batch lives (no host round trip per step)."""
+        if device not in self._tables:
+            self._tables[device] = self._table.to(device)
+        return self._tables[device]
 
     @classmethod
     def from_settings(cls, settings: dict) -> "NoiseSchedule":
@@ -132,12 +138,13 @@ class NoiseSchedule:
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """abar_t for a batch of steps (B,), shaped to broadcast against `like` (B, C, H, W); any t < 0 gives 1
         (the clean image: where the last step of a sampler lands)."""
-        index = (torch.as_tensor(t).long().cpu() + 1).clamp(min=0)
-        return self._table[index].to(like.device, like.dtype).view(-1, *([1] * (like.dim() - 1)))
+        index = (torch.as_tensor(t, device=like.device).long() + 1).clamp(min=0)
+        return self._table_on(like.device)[index].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio abar / (1 - abar) of steps t: (B,) float32."""
-        abar = self._table[(torch.as_tensor(t).long().cpu() + 1)]
+        t = torch.as_tensor(t).long()
+        abar = self._table_on(t.device)[t + 1]
         return abar / (1 - abar)
 
     def sample_timesteps(self, n: int, device: torch.device | str = "cpu",

@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from helpers.checkpoint import load_weights, read_checkpoint
+from helpers.checkpoint import read_checkpoint
 from helpers.config import CourseConfig, seed_everything
 from helpers.data.mnist import DigitSplits, load_mnist
-from helpers.data.prompts import DIGIT_WORDS, MAX_PROMPT_CHARS, PromptSet, digit_prompts, refusal_prompts
+from helpers.data.prompts import DIGIT_WORDS, PromptSet, digit_prompts, refusal_prompts
 from helpers.errors import CourseError
+from helpers.text.prompts import check_prompt
 from helpers.models.cvae import TextCVAE, TextCVAEConfig, text_cvae_loss
 from helpers.models.vae import ConvVAE, ConvVAEConfig, elbo_loss
 from helpers.text.encoders import TextEncoder, cached_embeddings, load_text_encoder
@@ -94,19 +95,11 @@ def train_vae(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int |
 
 def load_vae(run_dir: str | Path, device: torch.device | str = "cpu") -> ConvVAE:
     checkpoint = read_checkpoint(run_dir, "vae")
-    model = ConvVAE(ConvVAEConfig(**checkpoint.index["config"]))
-    return load_weights(model, checkpoint).to(device).eval()
+    return checkpoint.rebuild(ConvVAE).to(device)
 
 
 # ------------------------------------------------------------------------------------- prompts -> text
-def check_prompt_text(prompt: str) -> None:
-    """Refuse empty prompts and prompts over MAX_PROMPT_CHARS (refused, not truncated: a cut prompt may
-    lose the very words that name the digit)."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise CourseError('the prompt is empty; ask for a digit, e.g. "Print number 5"')
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise CourseError(f"the prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS} "
-                          '(one digit needs only a few words, e.g. "Print number 5")')
+DIGIT_EXAMPLE = 'ask for a digit, e.g. "Print number 5"'  # what an empty prompt is told to write
 
 
 class PromptBank:
@@ -133,7 +126,7 @@ class PromptBank:
 
     def interpret(self, prompt: str) -> tuple[int, torch.Tensor]:
         """The digit a prompt asks for and its embedding (1, 384); CourseError if it names none or several."""
-        check_prompt_text(prompt)
+        check_prompt(prompt, DIGIT_EXAMPLE)
         embedding = self.embed([prompt.strip()])
         verdict = int(self.reader.classify(embedding)[0])
         if verdict == NO_DIGIT:
@@ -259,7 +252,7 @@ class TextToDigit:
     @classmethod
     def from_checkpoint(cls, run_dir: str | Path, cfg: CourseConfig, bank: PromptBank | None = None) -> "TextToDigit":
         checkpoint = read_checkpoint(run_dir, "text-cvae")
-        model = load_weights(TextCVAE(TextCVAEConfig(**checkpoint.index["config"])), checkpoint).to(cfg.device)
+        model = checkpoint.rebuild(TextCVAE).to(cfg.device)
         return cls(model, bank or prompt_bank(cfg))
 
     @property

@@ -19,15 +19,16 @@ from typing import Mapping, Sequence
 
 import torch
 
-from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, record_run, recorded_run
+from helpers.checkpoint import has_checkpoint, load_or_train, read_checkpoint, record_run, recorded_run
 from helpers.clip import ClipTextEncoder, face_data, load_or_train_clip
 from helpers.config import CourseConfig, seed_everything
-from helpers.data.captions import captions_for, describe_vocabulary, parse_prompt, prompt_for
+from helpers.data.captions import FACE_EXAMPLE, captions_for, describe_vocabulary, parse_prompt, prompt_for
 from helpers.data.celeba import ATTRIBUTES, FaceSplits, to_float
 from helpers.errors import CourseError
-from helpers.facegen import (ConditionFn, attribute_conditions, diversity, frechet_distance, standard_fid,
-                             judge_attribute_accuracy, kernel_inception_distance, prompted_attribute_accuracy,
+from helpers.text.prompts import check_prompt
+from helpers.facegen import (ConditionFn, attribute_conditions, judge_attribute_accuracy, prompted_attribute_accuracy,
                              train_attribute_judge, train_face_cvae, train_face_gan)
+from helpers.metrics import diversity, frechet_distance, kernel_inception_distance, standard_fid
 from helpers.models.faces import AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN, FaceGANConfig
 from helpers.train import GifFrames, TrainedModel, WallClock
 from helpers.viz import labelled_grid
@@ -35,7 +36,6 @@ from helpers.viz import labelled_grid
 MODELS = ("celeba-cvae", "celeba-gan")
 CONDITIONS = ("attributes", "clip")
 JUDGE = "face-judge"
-MAX_PROMPT_CHARS = 300
 CAPTIONS_PER_FACE = 4  # CLIP-conditioned training: each face gets one of this many pre-encoded captions
 JUDGE_MIN = 0.8  # prompted-attribute accuracy only counts attributes the judge itself gets this right on real faces
 # The same prompts for every model: the grids, the GIFs and the per-prompt accuracies.
@@ -67,10 +67,7 @@ def figures_dir(cfg: CourseConfig, data: FaceSplits) -> Path:
 # ------------------------------------------------------------------------------------------ prompts
 def read_prompt(prompt: str) -> dict[str, bool]:
     """The attributes a prompt asks for, or a one-line CourseError saying what to write instead."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise CourseError('the prompt is empty: describe a face, e.g. "a smiling woman with blond hair"')
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise CourseError(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    check_prompt(prompt, FACE_EXAMPLE)
     wanted = parse_prompt(prompt)  # ContradictoryPrompt ("a man who is a woman") is a CourseError
     if not wanted:
         raise CourseError(f"{prompt.strip()!r} names no face attribute these models know; {describe_vocabulary()}")
@@ -217,9 +214,7 @@ class PromptToFace(TrainedModel):
             raise CourseError(f"{run_dir} holds a '{checkpoint.kind}' checkpoint, not a face generator "
                               f"({', '.join(MODELS)})")
         extra = checkpoint.index["extra"]
-        net = (FaceCVAE(FaceCVAEConfig(**checkpoint.index["config"])) if checkpoint.kind == "celeba-cvae"
-               else FaceGAN(FaceGANConfig(**checkpoint.index["config"])))
-        model = load_weights(net, checkpoint).to(cfg.device)
+        model = checkpoint.rebuild(FaceCVAE if checkpoint.kind == "celeba-cvae" else FaceGAN).to(cfg.device)
         key = "clip_mean" if extra.get("condition") == "clip" else "attribute_bank"
         if key not in checkpoint.state:
             raise CourseError(f"{run_dir} lacks the condition's {key} (written by an older version); retrain it with "
@@ -295,11 +290,6 @@ def train_faces(cfg: CourseConfig, model: str = "celeba-cvae", condition: str = 
     return PromptToFace(net, cond, name, history)
 
 
-def load_faces(cfg: CourseConfig, model: str = "celeba-cvae", condition: str = "attributes",
-               run_dir: str | Path | None = None, clip: ClipTextEncoder | None = None) -> PromptToFace:
-    return PromptToFace.from_checkpoint(run_dir or cfg.run_dir(run_name(model, condition)), cfg, clip)
-
-
 # ------------------------------------------------------------------------------------------ judge
 def train_face_judge(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
                      data: FaceSplits | None = None, progress: bool = False) -> tuple[AttributeJudge, dict[str, float]]:
@@ -323,15 +313,15 @@ def load_or_train_face_judge(cfg: CourseConfig, data: FaceSplits | None = None, 
     """The judge trained on this mode's faces if there is one, else train it now (quick mode: ~15 s)."""
     run_dir = Path(run_dir or cfg.run_dir(JUDGE))
     data = data or face_data(cfg)
-    if has_checkpoint(run_dir):
-        checkpoint = read_checkpoint(run_dir, JUDGE)
-        extra = checkpoint.index["extra"]
-        if extra.get("mode") == cfg.mode and extra.get("data") == data.source:
-            judge = load_weights(AttributeJudge(AttributeJudgeConfig(**checkpoint.index["config"])), checkpoint)
-            judge = judge.to(cfg.device).eval()
-            accuracy = judge_attribute_accuracy(judge, to_float(data.test_images), data.test_attrs)
-            return judge, dict(zip(ATTRIBUTES, accuracy.tolist()))
-    return train_face_judge(cfg, run_dir, data=data, progress=progress)
+
+    def load(folder: Path) -> tuple[AttributeJudge, dict[str, float]]:
+        checkpoint = read_checkpoint(folder, JUDGE)
+        judge = checkpoint.rebuild(AttributeJudge).to(cfg.device)
+        accuracy = judge_attribute_accuracy(judge, to_float(data.test_images), data.test_attrs)
+        return judge, dict(zip(ATTRIBUTES, accuracy.tolist()))
+
+    return load_or_train(run_dir, JUDGE, mode=cfg.mode, source=data.source, load=load,
+                         train=lambda: train_face_judge(cfg, run_dir, data=data, progress=progress))
 
 
 def reliable(judge_accuracy: Mapping[str, float], threshold: float = JUDGE_MIN) -> list[str]:

@@ -25,18 +25,18 @@ from typing import Sequence
 
 import torch
 
-from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, record_run, recorded_run
+from helpers.checkpoint import has_checkpoint, read_checkpoint, read_index, record_run, recorded_run
 from helpers.clip import ClipTextEncoder, face_data, load_or_train_clip
 from helpers.config import CourseConfig, seed_everything
-from helpers.data.captions import caption, captions_for, prompt_for
+from helpers.data.captions import FACE_EXAMPLE, caption, captions_for, prompt_for
 from helpers.data.celeba import FaceSplits, to_float
 from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
 from helpers.errors import CourseError
-from helpers.faces import GRID_PROMPTS, MAX_PROMPT_CHARS
+from helpers.text.prompts import check_prompt
+from helpers.faces import GRID_PROMPTS
 from helpers.models.autoencoder import Autoencoder, AutoencoderConfig, psnr
 from helpers.models.unet import UNet, UNetConfig
-from helpers.train import (EMA, Checkpointing, Evaluate, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock,
-                           ema_weights)
+from helpers.train import EMA, Checkpointing, Evaluate, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
 AE_KIND, KIND = "ldm-autoencoder", "ldm"
@@ -133,8 +133,7 @@ def train_autoencoder(cfg: CourseConfig, out: str | Path | None = None, *, epoch
 
 def load_autoencoder(run_dir: str | Path, device: torch.device | str = "cpu") -> Autoencoder:
     checkpoint = read_checkpoint(run_dir, AE_KIND)
-    model = load_weights(Autoencoder(AutoencoderConfig(**checkpoint.index["config"])), checkpoint)
-    return model.to(device).eval()
+    return checkpoint.rebuild(Autoencoder).to(device)
 
 
 def load_or_train_autoencoder(cfg: CourseConfig, run_dir: str | Path | None = None, data: FaceSplits | None = None,
@@ -143,7 +142,7 @@ def load_or_train_autoencoder(cfg: CourseConfig, run_dir: str | Path | None = No
     run_dir = Path(run_dir or cfg.run_dir(AE_KIND))
     data = data or face_data(cfg)
     if has_checkpoint(run_dir):
-        extra = read_checkpoint(run_dir, AE_KIND).index["extra"]
+        extra = read_index(run_dir, AE_KIND)["extra"]
         if extra.get("mode") == cfg.mode and extra.get("data") == data.source:
             return load_autoencoder(run_dir, cfg.device)
     print(f"no {cfg.mode}-mode autoencoder trained on these faces in {run_dir}: training one "
@@ -214,10 +213,7 @@ class TextToFace(TrainedModel):
         if len(prompts) == 0:
             raise CourseError("no prompts to draw: pass at least one, e.g. \"a smiling woman\"")
         for prompt in set(prompts):
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise CourseError("the prompt is empty: describe a face, e.g. \"a smiling woman with blond hair\"")
-            if len(prompt) > MAX_PROMPT_CHARS:
-                raise CourseError(f"the prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+            check_prompt(prompt, FACE_EXAMPLE)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], *, guidance: float = 3.0, steps: int = 20, sampler: str = "dpm++2m",
@@ -264,14 +260,7 @@ class TextToFace(TrainedModel):
         hint = f"python -m helpers train {KIND} --out {run_dir}"
         checkpoint = read_checkpoint(run_dir, KIND, train_hint=hint)
         extra = checkpoint.index["extra"]
-        unet = UNet(UNetConfig(**checkpoint.index["config"]))
-        weights = ema_weights(checkpoint.state) if use_ema else checkpoint.weights
-        if not weights:
-            raise CourseError(f"{run_dir} holds no EMA weights; retrain with `{hint}` or pass use_ema=False")
-        try:
-            unet.load_state_dict(weights)
-        except RuntimeError:
-            raise CourseError(f"weights in {run_dir} do not fit the current UNet; retrain with `{hint}`") from None
+        unet = checkpoint.rebuild(UNet, ema=use_ema, train_hint=hint)
         autoencoder = load_autoencoder(recorded_run(extra, "autoencoder", AE_KIND, hint), cfg.device)
         clip = ClipTextEncoder.from_checkpoint(recorded_run(extra, "clip", "clip", hint), cfg.device)
         schedule = NoiseSchedule.from_settings(extra.get("settings", {}))
@@ -323,7 +312,7 @@ def train_ldm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int |
     clip.model.requires_grad_(False)
     recorded = {**record_run(autoencoder_dir, "autoencoder", AE_KIND), **record_run(clip_dir, "clip", "clip")}
     if resume and has_checkpoint(out):
-        before = read_checkpoint(out, KIND).index["extra"]
+        before = read_index(out, KIND)["extra"]
         changed = [role for role in ("autoencoder", "clip") if before.get(f"{role}_sha256") != recorded[f"{role}_sha256"]]
         if changed or before.get("data") != data.source:
             raise CourseError(f"{out} was trained on another {' and '.join(changed) or 'dataset'}; "
@@ -356,10 +345,6 @@ def train_ldm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int |
                       time_budget=time_budget)
     trainer.fit()
     return TextToFace(trainer.ema_model, autoencoder, clip, schedule, scale, trainer.history, extra)
-
-
-def load_ldm(cfg: CourseConfig, run_dir: str | Path | None = None, use_ema: bool = True) -> TextToFace:
-    return TextToFace.from_checkpoint(run_dir or cfg.run_dir(KIND), cfg, use_ema)
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -416,7 +401,7 @@ def real_attribute_rates(judge, judged: Sequence[str], data: FaceSplits) -> dict
 def sample_fid(ldm: TextToFace, clip: ClipTextEncoder, data: FaceSplits, *, n: int = 500, guidance: float = 3.0,
                steps: int = 20, sampler: str = "dpm++2m", seed: int = 0) -> dict[str, float]:
     """FID/KID of faces drawn from held-out captions vs the held-out faces, on our CLIP's image features."""
-    from helpers.facegen import frechet_distance, kernel_inception_distance
+    from helpers.metrics import frechet_distance, kernel_inception_distance
 
     n = min(n, len(data.test_images))
     captions = captions_for(data.test_attrs[:n], seed=seed + 7919)
@@ -448,4 +433,3 @@ def reconstruction_grid(autoencoder: Autoencoder, images: torch.Tensor) -> torch
     recon = autoencoder.reconstruct(real)
     return labelled_grid((torch.cat([real, recon]).cpu() + 1) / 2, ["faces", "decoded"], ncol=len(images), scale=2,
                          label_width=60)
-

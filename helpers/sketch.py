@@ -20,11 +20,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from helpers.checkpoint import has_checkpoint, load_weights, read_checkpoint, record_run, recorded_run
+from helpers.checkpoint import (has_checkpoint, load_or_train, read_checkpoint, read_index, record_run,
+                               recorded_run)
 from helpers.clip import CaptionTokenizer, ClipTextEncoder
 from helpers.config import CourseConfig, seed_everything
 from helpers.data.sketches import SketchSplits, class_caption, load_sketches
 from helpers.errors import CourseError
+from helpers.text.prompts import check_prompt
 from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.judge import DigitJudge, DigitJudgeConfig
 from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
@@ -37,7 +39,6 @@ TEXT_ENCODERS = ("auto", "openai-clip", "ours")
 QUICK_LIMIT_PER_CLASS = 300  # quick mode: 1,800 of the 16,200 local training doodles
 GIF_SEEDS = 4
 JUDGE_SIZE = 28  # the judge reads sketches shrunk to 28x28 (Quick, Draw!'s own size)
-MAX_PROMPT_CHARS = 300
 
 _DATA_CACHE: dict = {}
 
@@ -49,13 +50,8 @@ def sketch_data(cfg: CourseConfig) -> SketchSplits:
     return _DATA_CACHE[key]
 
 
-def check_prompt(prompt: str) -> str:
-    text = prompt.strip() if isinstance(prompt, str) else ""
-    if not text:
-        raise CourseError('the prompt is empty: describe a sketch, e.g. "a sketch of a cat"')
-    if len(text) > MAX_PROMPT_CHARS:
-        raise CourseError(f"the prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
-    return text
+def check_sketch_prompt(prompt: str) -> str:
+    return check_prompt(prompt, 'describe a sketch, e.g. "a sketch of a cat"')
 
 
 # ------------------------------------------------------------------------------------------ text encoders
@@ -113,12 +109,13 @@ def load_sketch_encoder(cfg: CourseConfig, name: str, data: SketchSplits, progre
 def load_or_train_sketch_clip(cfg: CourseConfig, data: SketchSplits, progress: bool = False) -> ClipTextEncoder:
     """Our CLIP trained on these sketches' captions (runs/clip-sketch), trained now if this mode has none."""
     run_dir = cfg.run_dir(CLIP_KIND)
-    if has_checkpoint(run_dir):
-        extra = read_checkpoint(run_dir, "clip").index["extra"]
-        if extra.get("mode") == cfg.mode and extra.get("data") == data.source:
-            return ClipTextEncoder.from_checkpoint(run_dir, cfg.device)
-    print(f"training our CLIP on the sketch captions into {run_dir}")
-    return train_sketch_clip(cfg, data, run_dir, progress=progress)
+
+    def train() -> ClipTextEncoder:
+        print(f"training our CLIP on the sketch captions into {run_dir}")
+        return train_sketch_clip(cfg, data, run_dir, progress=progress)
+
+    return load_or_train(run_dir, "clip", mode=cfg.mode, source=data.source, train=train,
+                         load=lambda folder: ClipTextEncoder.from_checkpoint(folder, cfg.device))
 
 
 def condition_bank(encoder, captions: Sequence[str], cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +134,7 @@ class TextToSketch(TrainedModel):
         self.history, self.extra = history or [], extra or {}
 
     def condition(self, prompts: Sequence[str]) -> torch.Tensor:
-        texts = [check_prompt(p) for p in prompts]
+        texts = [check_sketch_prompt(p) for p in prompts]
         unique = sorted(set(texts))
         vectors = self.encoder.encode(unique)
         return vectors[torch.tensor([unique.index(t) for t in texts])].to(self.device)
@@ -153,7 +150,7 @@ class TextToSketch(TrainedModel):
     def __call__(self, prompt: str, n: int = 8, seed: int = 0) -> torch.Tensor:
         if not 1 <= n <= 1024:
             raise CourseError(f"n must be between 1 and 1024, got {n}")
-        return self.generate([check_prompt(prompt)] * n, seed)
+        return self.generate([check_sketch_prompt(prompt)] * n, seed)
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
@@ -167,7 +164,7 @@ class TextToSketch(TrainedModel):
         hint = f"python -m helpers train {KIND} --out {run_dir}"
         checkpoint = read_checkpoint(run_dir, KIND, train_hint=hint)
         extra = checkpoint.index["extra"]
-        model = load_weights(SketchCVAE(SketchCVAEConfig(**checkpoint.index["config"])), checkpoint).to(cfg.device)
+        model = checkpoint.rebuild(SketchCVAE).to(cfg.device)
         if extra["text_encoder"] == "openai-clip":
             encoder = load_text_encoder("openai-clip")
         else:
@@ -199,10 +196,14 @@ def _gif_render(encoder, prompts: Sequence[str]):
 
 
 def sketch_loss_fn(bank: torch.Tensor, caption_index: torch.Tensor, beta: float):
+    on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # copied once, looked up where the batch is
+
     def loss_fn(trainer: Trainer, batch) -> dict[str, torch.Tensor]:
         images, index, _ = batch
-        cond = bank[caption_index[index.cpu()]].to(images.device, non_blocking=True)
-        return trainer.model.loss(images, cond, beta * trainer.kl_weight)
+        if images.device not in on_device:
+            on_device[images.device] = (bank.to(images.device), caption_index.to(images.device))
+        embeddings, captions = on_device[images.device]
+        return trainer.model.loss(images, embeddings[captions[index]], beta * trainer.kl_weight)
 
     return loss_fn
 
@@ -242,7 +243,7 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
     bank, index = condition_bank(encoder, data.train_captions, cache)
     test_bank, test_index = condition_bank(encoder, data.test_captions, cache)
     if resume and has_checkpoint(out):
-        before = read_checkpoint(out, KIND).index["extra"]
+        before = read_index(out, KIND)["extra"]
         if before.get("data") != data.source or before.get("encoder_name") != encoder.name:
             raise CourseError(f"{out} was trained on other data or another text encoder; train anew without --resume")
     seed_everything(cfg.seed)
@@ -267,10 +268,6 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
                       num_workers=num_workers, persistent_workers=persistent_workers, pin_memory=pin_memory, amp=amp)
     trainer.fit()
     return TextToSketch(trainer.model, encoder, trainer.history, extra)
-
-
-def load_sketch_cvae(cfg: CourseConfig, run_dir: str | Path | None = None) -> TextToSketch:
-    return TextToSketch.from_checkpoint(run_dir or cfg.run_dir(KIND), cfg)
 
 
 # ------------------------------------------------------------------------------------------ judge
@@ -323,12 +320,14 @@ def load_or_train_doodle_judge(cfg: CourseConfig, data: SketchSplits | None = No
                                out: str | Path | None = None) -> tuple[DigitJudge, float]:
     data = data or sketch_data(cfg)
     out = Path(out or cfg.run_dir(JUDGE))
-    if has_checkpoint(out):
-        checkpoint = read_checkpoint(out, JUDGE)
-        if checkpoint.index["extra"].get("data") == data.source and checkpoint.index["extra"].get("mode") == cfg.mode:
-            judge = load_weights(DigitJudge(DigitJudgeConfig(**checkpoint.index["config"])), checkpoint).to(cfg.device)
-            return judge.eval(), checkpoint.index["extra"]["history"][-1]["heldout_accuracy"]
-    return train_doodle_judge(cfg, data, out)
+
+    def load(folder: Path) -> tuple[DigitJudge, float]:
+        checkpoint = read_checkpoint(folder, JUDGE)
+        judge = checkpoint.rebuild(DigitJudge).to(cfg.device)
+        return judge, checkpoint.index["extra"]["history"][-1]["heldout_accuracy"]
+
+    return load_or_train(out, JUDGE, mode=cfg.mode, source=data.source, load=load,
+                         train=lambda: train_doodle_judge(cfg, data, out))
 
 
 def evaluate_sketches(sketch: TextToSketch, judge: DigitJudge, data: SketchSplits, *, per_class: int = 50,

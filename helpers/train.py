@@ -25,6 +25,12 @@ Measured on every run: images per second over each epoch's batches (the loss, ba
 the epoch-end callbacks), stored in `history`; on CUDA the peak GPU memory, printed after the first optimizer step
 (and an out-of-memory error answered in one line). `COURSE_MAX_STEPS=N` stops every run after N optimizer steps
 (`make gpu-check` measures the full recipes that way).
+
+The loop never waits for the accelerator between steps: the loss terms are summed on the device and read back
+(one host sync) only every `log_every` batches and at the end of each epoch. That is when the progress bar moves
+and a NaN/inf loss is noticed. Under several processes the ranks already agree after every batch on whether to
+stop; a NaN on any rank rides on that agreement, so every rank stops with the same error instead of the others
+waiting forever in the next gradient all-reduce.
 """
 from __future__ import annotations
 
@@ -34,7 +40,6 @@ import os
 import shutil
 import time
 import warnings
-from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -162,7 +167,7 @@ class Trainer:
                  seed: int = 0, grad_clip: float | None = None, weight_decay: float = 0.0, num_workers: int = 0,
                  channels_last: bool = False, pin_memory: bool | None = None, persistent_workers: bool = False,
                  amp: bool = True, grad_accum: int | None = None, lr_schedule: str = "constant",
-                 warmup: float = 0.05, time_budget: float | str | None = None):
+                 warmup: float = 0.05, time_budget: float | str | None = None, log_every: int = 25):
         self.world_size, self.rank = world_size(), int(os.environ.get("RANK", "0"))
         self.accelerator = _accelerator() if self.world_size > 1 else None
         if self.accelerator and self.accelerator.num_processes != self.world_size:
@@ -202,7 +207,9 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.kl_weight = 1.0
         self.stop_training = False  # a callback sets it to end the run after the current batch
-        self.batch_logs: dict[str, float] = {}
+        self.batch_logs: dict[str, float] = {}  # the last batch's loss terms, read back every `log_every` batches
+        self.log_every = max(1, int(log_every))
+        self._last_terms: dict[str, torch.Tensor] = {}
         self.amp_dtype = None
         if amp and self.device.type == "cuda":  # mixed precision only on CUDA: bf16/fp16 on CPU is many times slower
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -334,7 +341,7 @@ class Trainer:
             for self.epoch in range(self.start_epoch, self.epochs):
                 self.model.train()
                 self._call("before_epoch")
-                sums: dict[str, float] = defaultdict(float)
+                sums: dict[str, torch.Tensor] = {}  # loss terms summed on the device, read every log_every batches
                 batches, images, busy = 0, 0, 0.0
                 for batch in self.loader(self.epoch):
                     tick = time.perf_counter()
@@ -343,6 +350,8 @@ class Trainer:
                     self._guarded_step(sums)
                     batches += 1
                     images += len(self.batch[0])
+                    if batches % self.log_every == 0 and not self.accelerator:
+                        self._read_logs(sums, batches)
                     self._call("after_batch")
                     busy += time.perf_counter() - tick
                     if self.max_steps and self.step >= self.max_steps:
@@ -352,10 +361,11 @@ class Trainer:
                     if self.plan is not None and self.step >= self.plan["total_steps"]:
                         self.stop_training = True
                     if self.accelerator:  # stop together: a rank leaving alone would hang the others' all-reduce
-                        self._agree_to_stop()
+                        self._agree_to_stop(sums, batches)
                     if self.stop_training or batches == self.max_batches:
                         break
-                self.history.append({"epoch": self.epoch + 1, **{k: v / max(batches, 1) for k, v in sums.items()},
+                means = self._read_logs(sums, batches)
+                self.history.append({"epoch": self.epoch + 1, **means,
                                      "images_per_second": images * self.world_size / max(busy, 1e-9),
                                      **({"peak_memory_gib": self.peak_memory_gib} if self.peak_memory_gib else {})})
                 self._call("after_epoch")
@@ -412,11 +422,37 @@ class Trainer:
         left = self.time_budget - elapsed - overhead * max(0, planned_epochs - self.epoch - 1)
         self.set_plan(self._agreed_steps(self.step + int(self._rate * max(0.0, left))))
 
-    def _agree_to_stop(self) -> None:
-        """Any rank's callback asking to stop (e.g. one whose clock ran out first) stops every rank."""
-        flag = torch.tensor([float(self.stop_training)], device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        self.stop_training = bool(flag.item())
+    def _agree_to_stop(self, sums: dict[str, torch.Tensor], batches: int) -> None:
+        """Any rank's callback asking to stop (e.g. one whose clock ran out first) stops every rank, and a NaN/inf
+        loss on any rank stops every rank with the same error (raising on one rank alone would leave the others
+        waiting in the next all-reduce)."""
+        flags = torch.stack([torch.tensor(float(self.stop_training), device=self.device),
+                             (~torch.isfinite(self._last_terms["loss"])).float()])
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        stop, diverged = flags.tolist()
+        self.stop_training = bool(stop)
+        if diverged:
+            own = self._last_terms["loss"].item()
+            self._diverged(own if not math.isfinite(own) else "NaN/inf on another process")
+        if batches % self.log_every == 0:
+            self._read_logs(sums, batches)
+
+    def _read_logs(self, sums: dict[str, torch.Tensor], batches: int) -> dict[str, float]:
+        """Read the loss terms back from the device (one host sync): the last batch's values into `batch_logs`,
+        and the means since the start of the epoch, which are returned. A NaN/inf loss stops the run here."""
+        if not sums:
+            return {}
+        keys = list(sums)
+        values = torch.stack([sums[k].float() for k in keys] + [self._last_terms[k].float() for k in keys]).tolist()
+        self.batch_logs = dict(zip(keys, values[len(keys):]))
+        means = {k: v / max(batches, 1) for k, v in zip(keys, values)}
+        if not math.isfinite(means["loss"]):
+            self._diverged(means["loss"])
+        return means
+
+    def _diverged(self, value) -> None:
+        raise TrainingDiverged(f"loss became {value} at epoch {self.epoch + 1}, by step {self.step}; training "
+                               "stopped and the last good checkpoint was kept: lower the learning rate")
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.to(self.device, non_blocking=True)
@@ -451,9 +487,6 @@ class Trainer:
                                 enabled=self.amp_dtype is not None):
                 terms = self._step_module(self.batch)
             loss = terms["loss"]
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step + 1}; "
-                                       "training stopped and the last good checkpoint was kept: lower the learning rate")
             self.scaler.scale(loss / self.grad_accum).backward()
         if last:
             if self.grad_clip:
@@ -466,9 +499,10 @@ class Trainer:
                 self.scheduler.step()
             self.step += 1
         self.stepped = last
-        self.batch_logs = {k: float(v.detach()) for k, v in terms.items()}
-        for key, value in self.batch_logs.items():
-            sums[key] += value
+        # No .item() here: reading a value back would make the host wait for the accelerator every batch.
+        self._last_terms = {k: v.detach() for k, v in terms.items()}
+        for key, value in self._last_terms.items():
+            sums[key] = sums[key] + value.float() if key in sums else value.float().clone()
 
 
 class ProgressBar(Callback):
@@ -630,13 +664,8 @@ class EMA(Callback):
     def state_tensors(self, trainer: Trainer) -> dict[str, torch.Tensor]:
         return {f"ema.{k}": v for k, v in trainer.ema_model.state_dict().items()}
 
-    def load_state_tensors(self, trainer: Trainer, tensors: dict[str, torch.Tensor]) -> None:
-        trainer.ema_model.load_state_dict(ema_weights(tensors))
-
-
-def ema_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The EMA weights stored in a checkpoint's resume state (empty dict if it has none)."""
-    return {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+    def load_state(self, trainer: Trainer, checkpoint) -> None:
+        trainer.ema_model.load_state_dict(checkpoint.ema_weights)
 
 
 class Checkpointing(Callback):
@@ -667,8 +696,8 @@ class Checkpointing(Callback):
         trainer.history = list(checkpoint.index["extra"].get("history", []))
         trainer.plan = checkpoint.index["extra"].get("plan")
         for callback in trainer.callbacks:  # callbacks with state of their own (e.g. EMA) take it back
-            if hasattr(callback, "load_state_tensors"):
-                callback.load_state_tensors(trainer, checkpoint.state)
+            if hasattr(callback, "load_state"):
+                callback.load_state(trainer, checkpoint)
         checkpoint.restore_rng()
         if trainer.start_epoch >= trainer.epochs:
             print(f"{self.run_dir} already holds {trainer.start_epoch} epochs; nothing to resume (raise --epochs)")
@@ -684,4 +713,3 @@ class Checkpointing(Callback):
                 tensors.update(callback.state_tensors(trainer))
         save_checkpoint(self.run_dir, self.kind, trainer.model, epoch=trainer.epoch + 1, step=trainer.step,
                         optimizer=trainer.optimizer, extra=extra, extra_tensors=tensors)
-

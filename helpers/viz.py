@@ -1,7 +1,6 @@
 """Pictures of results: one grid function, one GIF writer, loss curves (used by every notebook and the CLI)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -9,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
+
+from helpers.files import write_atomic
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, scale: int = 2, padding: int = 2) -> torch.Tensor:
@@ -45,15 +46,7 @@ def titled(image: torch.Tensor, title: str, bar: int = 14) -> torch.Tensor:
 
 def save_image(image: torch.Tensor, path: str | Path) -> Path:
     """Write a (C, H, W) image in [0, 1] as PNG atomically (no half-written file if interrupted)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    try:
-        to_pil(image).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda tmp: to_pil(image).save(tmp, format="PNG"))
 
 
 def write_gif(frames: Sequence[str | Path | torch.Tensor], path: str | Path, fps: float = 3.0,
@@ -68,15 +61,8 @@ def write_gif(frames: Sequence[str | Path | torch.Tensor], path: str | Path, fps
     durations = [1000 / fps] * (len(arrays) - 1) + [1000 / fps * hold_last]
     if len(durations) == 1:  # Pillow wants a number, not a list, for a single frame
         durations = durations[0]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.gif")
-    try:
-        iio.imwrite(tmp, np.stack(arrays), extension=".gif", duration=durations, loop=0)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda tmp: iio.imwrite(tmp, np.stack(arrays), extension=".gif", duration=durations,
+                                                      loop=0))
 
 
 def plot_losses(history: list[dict[str, float]], keys: Sequence[str] = ("loss",), ax=None, title: str = ""):

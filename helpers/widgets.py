@@ -2,6 +2,10 @@
 
 The apps only wire widgets to functions that already exist (`TextToDigit`, a VAE decoder); they render
 with matplotlib into an Output widget, so they work in JupyterLab, classic Notebook and Colab.
+
+Every app is a VBox that also carries `app.controls` (name -> widget) and `app.shown`: the image grid it drew
+last (`image`, (C, H, W) in [0, 1]), its title, and the one-line `error` it printed instead when the input was
+refused. Tests and scripts drive an app by setting `app.controls["prompt"].value` and read `app.shown`.
 """
 from __future__ import annotations
 
@@ -11,6 +15,35 @@ import torch
 
 from helpers.errors import CourseError
 from helpers.viz import image_grid, show
+
+
+def _app(children: list, controls: dict, redraw: Callable[[], tuple[torch.Tensor, str]]):
+    """The VBox of an app: `redraw()` returns (image grid, title) or raises a CourseError; every change of a
+    control redraws into the Output widget (the last child) and records what was shown in `app.shown`."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    output = widgets.Output()
+    app = widgets.VBox([*children, output])
+    app.controls, app.shown = controls, {"image": None, "title": None, "error": None}
+
+    def update(*_):
+        with output:
+            output.clear_output(wait=True)
+            try:
+                image, title = redraw()
+            except CourseError as error:
+                app.shown.update(image=None, title=None, error=str(error))
+                print(f"error: {error}")
+                return
+            app.shown.update(image=image, title=title, error=None)
+            show(image, title=title, size=max(3.0, min(10.0, image.shape[-1] / 40)))
+            plt.show()
+
+    for control in controls.values():
+        control.observe(update, names="value")
+    update()
+    return app
 
 
 def _latent_sliders(count: int):
@@ -31,54 +64,35 @@ def _overlay(z: torch.Tensor, sliders, use: bool) -> torch.Tensor:
 def prompt_app(generate: "TextToDigit", n: int = 8, latent_sliders: int = 4, default_prompt: str = "Print number 5"):  # noqa: F821
     """Prompt box + seed slider + sliders for the first latent dimensions -> a live row of generated digits."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     prompt = widgets.Text(value=default_prompt, description="prompt", continuous_update=False,
                           layout=widgets.Layout(width="420px"))
     seed = widgets.IntSlider(value=0, min=0, max=99, description="seed", continuous_update=False)
     use_sliders = widgets.Checkbox(value=False, description="set the first latent dims by hand")
     sliders = _latent_sliders(min(latent_sliders, generate.latent_dim))
-    output = widgets.Output()
 
-    def redraw(*_):
-        with output:
-            output.clear_output(wait=True)
-            z = _overlay(generate.latents(n, seed.value), sliders, use_sliders.value)
-            try:
-                images, digit = generate(prompt.value, z=z)
-            except CourseError as error:
-                print(f"error: {error}")
-                return
-            show(image_grid(images, nrow=n, scale=3), title=f"read as the digit {digit}", size=8)
-            plt.show()
+    def redraw():
+        z = _overlay(generate.latents(n, seed.value), sliders, use_sliders.value)
+        images, digit = generate(prompt.value, z=z)
+        return image_grid(images, nrow=n, scale=3), f"read as the digit {digit}"
 
-    for control in (prompt, seed, use_sliders, *sliders):
-        control.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([prompt, seed, use_sliders, widgets.HBox(sliders[:2]), widgets.HBox(sliders[2:]), output])
+    controls = {"prompt": prompt, "seed": seed, "use_sliders": use_sliders,
+                **{f"z{i}": slider for i, slider in enumerate(sliders)}}
+    return _app([prompt, seed, use_sliders, widgets.HBox(sliders[:2]), widgets.HBox(sliders[2:])], controls, redraw)
 
 
 def latent_app(decode: Callable[[torch.Tensor], torch.Tensor], latent_dim: int, sliders: int = 4):
     """Sliders for the first latent dimensions (the rest fixed by a seed) -> the decoded image, live."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     seed = widgets.IntSlider(value=0, min=0, max=99, description="seed", continuous_update=False)
-    controls = _latent_sliders(min(sliders, latent_dim))
-    output = widgets.Output()
+    latents = _latent_sliders(min(sliders, latent_dim))
 
-    def redraw(*_):
-        with output:
-            output.clear_output(wait=True)
-            z = torch.randn(1, latent_dim, generator=torch.Generator().manual_seed(seed.value))
-            image = decode(_overlay(z, controls, True))
-            show(image_grid(image, nrow=1, scale=4), size=3)
-            plt.show()
+    def redraw():
+        z = torch.randn(1, latent_dim, generator=torch.Generator().manual_seed(seed.value))
+        return image_grid(decode(_overlay(z, latents, True)), nrow=1, scale=4), ""
 
-    for control in (seed, *controls):
-        control.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([seed, *controls, output])
+    return _app([seed, *latents], {"seed": seed, **{f"z{i}": s for i, s in enumerate(latents)}}, redraw)
 
 
 # The attributes the face widget offers as toggles: the ones a 64x64 face shows most clearly.
@@ -94,7 +108,6 @@ def face_app(generators: dict, n: int = 8, default_prompt: str = "a smiling woma
     and the model gets the combined attributes (the CLIP-conditioned model as a sentence, see `prompt_for`).
     """
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     from helpers.data.captions import parse_prompt, prompt_for
 
@@ -105,30 +118,20 @@ def face_app(generators: dict, n: int = 8, default_prompt: str = "a smiling woma
     toggles = {name: widgets.ToggleButtons(options=["any", "yes", "no"], value="any", description=name,
                                            style={"button_width": "48px", "description_width": "110px"})
                for name in FACE_TOGGLES}
-    output = widgets.Output()
 
-    def redraw(*_):
-        with output:
-            output.clear_output(wait=True)
-            face = generators[model.value]
-            forced = {name: t.value == "yes" for name, t in toggles.items() if t.value != "any"}
-            try:
-                if forced:
-                    wanted = {**(parse_prompt(prompt.value) if prompt.value.strip() else {}), **forced}
-                    images, title = face.for_wanted(wanted, n=n, seed=seed.value), prompt_for(wanted)
-                else:
-                    images, wanted = face(prompt.value, n=n, seed=seed.value)
-                    title = f"read as: {', '.join(f'{k}={v}' for k, v in wanted.items())}"
-            except CourseError as error:
-                print(f"error: {error}")
-                return
-            show(image_grid((images + 1) / 2, nrow=n, scale=2), title=title, size=10)
-            plt.show()
+    def redraw():
+        face = generators[model.value]
+        forced = {name: t.value == "yes" for name, t in toggles.items() if t.value != "any"}
+        if forced:
+            wanted = {**(parse_prompt(prompt.value) if prompt.value.strip() else {}), **forced}
+            images, title = face.for_wanted(wanted, n=n, seed=seed.value), prompt_for(wanted)
+        else:
+            images, wanted = face(prompt.value, n=n, seed=seed.value)
+            title = f"read as: {', '.join(f'{k}={v}' for k, v in wanted.items())}"
+        return image_grid((images + 1) / 2, nrow=n, scale=2), title
 
-    for control in (model, prompt, seed, *toggles.values()):
-        control.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([widgets.HBox([model, seed]), prompt, *toggles.values(), output])
+    controls = {"model": model, "prompt": prompt, "seed": seed, **toggles}
+    return _app([widgets.HBox([model, seed]), prompt, *toggles.values()], controls, redraw)
 
 
 def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with blond hair", max_steps: int = 100):
@@ -137,7 +140,6 @@ def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with b
     import time
 
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     prompt = widgets.Text(value=default_prompt, description="prompt", continuous_update=False,
                           layout=widgets.Layout(width="420px"))
@@ -149,23 +151,13 @@ def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with b
     steps = widgets.IntSlider(value=min(20, max_steps), min=5, max=max_steps, step=5, description="steps",
                               continuous_update=False)
     seed = widgets.IntSlider(value=0, min=0, max=99, description="seed", continuous_update=False)
-    output = widgets.Output()
 
-    def redraw(*_):
-        with output:
-            output.clear_output(wait=True)
-            start = time.perf_counter()
-            try:
-                images = ldm(prompt.value, n=n, guidance=guidance.value, steps=steps.value, seed=seed.value,
-                             sampler=sampler.value)
-            except CourseError as error:
-                print(f"error: {error}")
-                return
-            title = f"{sampler.value}, w = {guidance.value:g}, {steps.value} steps, {time.perf_counter() - start:.1f} s"
-            show(image_grid((images + 1) / 2, nrow=n, scale=2), title=title, size=10)
-            plt.show()
+    def redraw():
+        start = time.perf_counter()
+        images = ldm(prompt.value, n=n, guidance=guidance.value, steps=steps.value, seed=seed.value,
+                     sampler=sampler.value)
+        title = f"{sampler.value}, w = {guidance.value:g}, {steps.value} steps, {time.perf_counter() - start:.1f} s"
+        return image_grid((images + 1) / 2, nrow=n, scale=2), title
 
-    for control in (prompt, sampler, guidance, steps, seed):
-        control.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([prompt, widgets.HBox([sampler, guidance]), widgets.HBox([steps, seed]), output])
+    controls = {"prompt": prompt, "sampler": sampler, "guidance": guidance, "steps": steps, "seed": seed}
+    return _app([prompt, widgets.HBox([sampler, guidance]), widgets.HBox([steps, seed])], controls, redraw)

@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from helpers.files import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "t2i-from-scratch/text-to-image-from-scratch"
 INSTALL_CELL = f'''import os, subprocess, sys
@@ -65,7 +67,7 @@ def rewrite(path: Path, notebook: dict) -> None:
         setup = setup.replace("cfg = get_config()\nprint(cfg)",
                               f'{MODE_LINE}\ncfg = get_config(MODE)\nprint(cfg)\nprint(cfg.cost("{path.stem}"))', 1)
     code[1]["source"] = _lines(setup)
-    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

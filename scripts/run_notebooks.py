@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from helpers.files import write_atomic, write_json_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -77,12 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"  the executed part is in {out / (path.stem + '.failed.ipynb')}", flush=True)
             return 1
         seconds = time.perf_counter() - start
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        nbformat.write(notebook, tmp)
-        os.replace(tmp, target)
+        write_atomic(target, lambda tmp: nbformat.write(notebook, str(tmp)))
         timings[path.stem] = {"seconds": round(seconds, 1), "mode": mode,
                               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-        timings_path.write_text(json.dumps(timings, indent=2))
+        write_json_atomic(timings_path, timings)
         print(f"{prefix}: finished in {seconds:.0f} s -> {target}", flush=True)
     total = sum(timings.get(nb.stem, {}).get("seconds", 0) for nb in notebooks)
     print(f"all {len(notebooks)} notebook(s) done; {total:.0f} s of notebook time in all", flush=True)

@@ -58,8 +58,24 @@ class SlowRank(train.Callback):
             time.sleep(self.seconds)
 
 
+def poison_rank1(loss_fn, batches: int):
+    """Rank 1 alone computes a NaN loss from its `batches`-th batch on (a diverging replica)."""
+    seen = [0]
+
+    def poisoned(trainer, batch):
+        terms = loss_fn(trainer, batch)
+        seen[0] += 1
+        if trainer.rank == 1 and seen[0] >= batches:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    return poisoned
+
+
 def fit(self):
     trainers.append(self)
+    if os.environ.get("NAN_RANK1_AFTER"):
+        self.loss_fn = poison_rank1(self.loss_fn, int(os.environ["NAN_RANK1_AFTER"]))
     if os.environ.get("STOP_RANK1_AFTER"):
         self.callbacks.append(StopOneRank(int(os.environ["STOP_RANK1_AFTER"])))
     if os.environ.get("SLOW_RANK1_SECONDS"):
@@ -68,7 +84,7 @@ def fit(self):
 
 
 train.save_checkpoint, viz.save_image, train.Trainer.fit = save_checkpoint, save_image, fit
-code = main(argv)
+code = main(argv)  # a CourseError (a NaN loss too) is printed in one line and returns 2
 record_dir.mkdir(parents=True, exist_ok=True)
 model = trainers[-1].model
 save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},

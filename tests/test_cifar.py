@@ -213,10 +213,10 @@ def test_prompts_map_to_classes(reader, prompt, expected):
 
 
 @pytest.mark.parametrize("prompt, message", [
-    ("", "empty prompt"), ("   ", "empty prompt"), ("a bowl of soup", "names no CIFAR-10 class"),
+    ("", "the prompt is empty"), ("   ", "the prompt is empty"), ("a bowl of soup", "names no CIFAR-10 class"),
     ("a bicycle", "names no CIFAR-10 class"), ("the number seven", "names no CIFAR-10 class"),
     ("a smiling woman with blond hair", "names no CIFAR-10 class"), ("a ship and a plane", "several classes"),
-    ("cat " * 100, "under 300"),
+    ("cat " * 100, "400 characters long; the limit is 300"),
 ])
 def test_prompts_naming_no_single_class_are_refused(reader, prompt, message):
     with pytest.raises(CourseError, match=message):

@@ -14,7 +14,7 @@ from helpers.config import get_config
 from helpers.data.cifar10 import (CIFAR10_CLASSES, ImageSplits, first_per_class, interleave_classes, load_cifar10,
                                   resize_images, synthetic_cifar)
 from helpers.errors import CourseError
-from helpers.facegen import frechet_distance
+from helpers.metrics import frechet_distance
 from helpers.models.judge import CifarJudge, CifarJudgeConfig
 
 
@@ -176,11 +176,25 @@ def test_judge_shapes(size):
         judge(torch.zeros(1, 3, 16, 16))
 
 
-def test_augment_keeps_shape_and_pixels():
-    images = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).view(2, 3, 32, 32)
-    out = augment(images)
-    assert out.shape == images.shape
-    assert set(out[0].unique().tolist()) <= set(images[0].unique().tolist())  # crops and flips move, never blend
+def test_augment_crops_and_flips_each_image_on_its_own():
+    torch.manual_seed(0)
+    image = torch.arange(3 * 32 * 32, dtype=torch.float32).view(1, 3, 32, 32)
+    out = augment(image.repeat(64, 1, 1, 1))
+    assert out.shape == (64, 3, 32, 32)
+    # Every output is one 32x32 window of the image padded by 4 reflected pixels, flipped or not: crops and flips
+    # move pixels, never blend them. Find which window and flip each one is.
+    padded = torch.nn.functional.pad(image, (4, 4, 4, 4), mode="reflect")[0]
+    seen = []
+    for picture in out:
+        matches = [(top, left, flip) for top in range(9) for left in range(9) for flip in (False, True)
+                   if torch.equal(picture, padded[:, top:top + 32, left:left + 32].flip(2) if flip else
+                                  padded[:, top:top + 32, left:left + 32])]
+        assert matches, "an output is not a crop (or flipped crop) of its input"
+        seen.append(matches[0])
+    flips = sum(flip for _, _, flip in seen)
+    assert 16 <= flips <= 48  # about half are flipped
+    assert len({(top, left) for top, left, _ in seen}) >= 20  # windows vary image by image
+    assert sum((top, left, flip) == (4, 4, False) for top, left, flip in seen) <= 8  # few come back unchanged
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,9 +50,17 @@ def test_generate_writes_samples_and_a_grid(trained, tmp_path):
     assert border.mean() < 60 < sample.max()  # a white digit on black
 
 
+def test_evaluate_reports_the_judge_and_prompt_accuracy(trained):
+    result = run_cli("evaluate", "--model", "text-cvae", "--checkpoint", str(trained))
+    assert result.returncode == 0, result.stderr
+    judge = float(result.stdout.split("judge accuracy on held-out real digits: ")[1].split("%")[0])
+    heldout = float(result.stdout.split("prompt accuracy, heldout templates: ")[1].split("%")[0])
+    assert judge > 90 and heldout > 50  # two epochs already draw most prompted digits (chance: 10%)
+
+
 @pytest.mark.parametrize("prompt, pattern", [
     ("", "the prompt is empty"),
-    ("y" * 10_000, "10000 characters long; the limit is 200"),
+    ("y" * 10_000, "10000 characters long; the limit is 300"),
     ("draw a cat", "does not ask for a digit"),
     ("3 or 4", "ambiguous"),
 ])

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from helpers import compare
+from helpers.checkpoint import save_checkpoint
+from helpers.models import ConvVAE, ConvVAEConfig
 from helpers.digits import train_text_cvae, train_vae
 from helpers.errors import CourseError
 
@@ -24,6 +26,27 @@ def test_empty_runs_lists_every_model_with_its_command(quick_cfg, tmp_path):
         compare.entry("gpt")
 
 
+def test_inventory_survives_damaged_runs(quick_cfg, tmp_path):
+    cfg = replace(quick_cfg, runs_dir=tmp_path)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "vae", "vae", ConvVAE(ConvVAEConfig(latent_dim=4, width=8)), epoch=2)
+    save_checkpoint(tmp_path / "text-cvae", "vae", ConvVAE(ConvVAEConfig(latent_dim=4, width=8)))
+    weights = next((tmp_path / "text-cvae").glob("model-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:50])  # a copy cut short
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "checkpoint.json").write_text("{not json")  # a crash of another program
+    rows = {r["model"]: r for r in compare.inventory(cfg)}
+    assert rows["vae"]["found"] and rows["vae"]["epochs"] == 2
+    stored = ConvVAE(ConvVAEConfig(latent_dim=4, width=8)).state_dict().values()
+    assert rows["vae"]["parameters"] == sum(t.numel() for t in stored if t.is_floating_point())
+    for name in ("text-cvae", "clip"):
+        assert not rows[name]["found"] and "corrupt" in rows[name]["problem"], rows[name]
+    lines = compare.missing(list(rows.values()))
+    assert any(line.startswith("clip (notebook 03): python -m helpers train clip  [checkpoint in") for line in lines)
+    table = compare.inventory_table(list(rows.values()))
+    assert "| text-cvae | 02 | unreadable (checkpoint in" in table and "| vae | 01 |" in table
+
+
 @pytest.mark.slow
 def test_trained_digit_models_are_found_measured_drawn_and_reported(quick_cfg, bank, tmp_path):
     cfg = replace(quick_cfg, runs_dir=tmp_path / "runs")
@@ -36,7 +59,9 @@ def test_trained_digit_models_are_found_measured_drawn_and_reported(quick_cfg, b
     loaded = {name: compare.load(cfg, name) for name in ("vae", "text-cvae")}
     measured = {name: compare.measure(cfg, name, model, n=2) for name, model in loaded.items()}
     assert 50 < measured["vae"]["value"] < 400  # BCE + KL per digit after one epoch
-    assert 0.0 <= measured["text-cvae"]["value"] <= 1.0 and measured["text-cvae"]["ms_per_sample"] > 0
+    # two quick epochs already draw most prompted digits as the judge reads them (chance: 0.1)
+    assert measured["text-cvae"]["value"] > 0.5 and measured["text-cvae"]["ms_per_sample"] > 0
+    assert measured["text-cvae"]["judge"] > 0.9
     grid, prompts = compare.side_by_side(cfg, "digits", loaded)
     assert len(prompts) == 6 and grid.shape[0] == 3 and grid.shape[1] > 2 * 28  # two rows of six digits
     faces, _ = compare.side_by_side(cfg, "faces", loaded)

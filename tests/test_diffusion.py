@@ -362,3 +362,24 @@ def test_edm_refuses_min_snr_weighting():
         training_loss(schedule, lambda x, t: x, torch.zeros(2, 3, 4, 4), min_snr_gamma=5.0)
     with pytest.raises(CourseError, match="unknown noise_levels"):
         NoiseSchedule(1000, noise_levels="karras")
+
+
+def test_schedule_lookups_stay_float32_on_the_images_device(monkeypatch):
+    """Apple's MPS has no float64: nothing the schedule hands to the images' device may be float64, and the lookup
+    happens on that device (no copy of the steps to the host every training step)."""
+    schedule = NoiseSchedule(1000, "cosine", "v")
+    moved = []
+    original_to = torch.Tensor.to
+
+    def recording_to(self, *args, **kwargs):
+        moved.append(self.dtype)
+        return original_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", recording_to)
+    like = torch.zeros(4, 3, 8, 8, dtype=torch.float16)
+    abar = schedule.abar(torch.tensor([0, 10, 500, 999]), like)
+    snr = schedule.snr(torch.tensor([0, 999]))
+    monkeypatch.undo()
+    assert torch.float64 not in moved
+    assert abar.dtype == torch.float16 and abar.shape == (4, 1, 1, 1) and snr.dtype == torch.float32
+    assert float(abar[0]) > 0.99 and float(abar[-1]) < 0.01 and snr[0] > snr[1]

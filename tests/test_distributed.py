@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
-from helpers.checkpoint import read_checkpoint
+from helpers.checkpoint import has_checkpoint, read_checkpoint
 from helpers.errors import CourseError
 from helpers.train import Trainer
 
@@ -28,14 +28,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(tmp_path: Path, *argv: str, **extra_env: str) -> subprocess.CompletedProcess:
+def _launch(tmp_path: Path, *argv: str, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COURSE_QUICK": "1", "COURSE_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT), **extra_env}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(_free_port()), str(ROOT / "tests" / "distributed_run.py"),
                str(tmp_path / "record"), *argv]
-    return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -72,6 +72,21 @@ def test_a_stop_asked_by_one_rank_stops_every_rank(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [json.loads((tmp_path / "record" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["steps"] == ranks[1]["steps"] == 5
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_rank_stops_every_rank_with_one_line(tmp_path):
+    # Rank 1 alone gets a NaN loss at its 4th batch. Raising there alone would leave rank 0 waiting in the next
+    # gradient all-reduce until the process group times out (30 min): the launch would outlive the timeout.
+    out = tmp_path / "runs" / "nan"
+    result = _launch(tmp_path, "train", "vae", "--epochs", "2", "--out", str(out), NAN_RANK1_AFTER="4", timeout=240)
+    assert result.returncode != 0
+    ranks = [json.loads((tmp_path / "record" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["code"] for r in ranks] == [2, 2]  # both ranks stopped with the course's one-line error
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 4  # both stopped after the same batch
+    assert result.stderr.count("error: loss became") == 2, result.stderr[-3000:]
+    assert "NaN/inf on another process" in result.stderr and "loss became nan" in result.stderr
+    assert not has_checkpoint(out)  # the first epoch never ended, so nothing was written
 
 
 @pytest.mark.slow

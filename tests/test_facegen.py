@@ -7,9 +7,9 @@ from torch.utils.data import TensorDataset
 
 from helpers.checkpoint import read_checkpoint
 from helpers.errors import CourseError
-from helpers.facegen import (attribute_conditions, balanced_accuracy, diversity, frechet_distance, standard_fid,
-                             judge_attribute_accuracy, kernel_inception_distance, prompted_attribute_accuracy,
+from helpers.facegen import (attribute_conditions, judge_attribute_accuracy, prompted_attribute_accuracy,
                              train_attribute_judge, train_face_cvae, train_face_gan)
+from helpers.metrics import balanced_accuracy, diversity, frechet_distance, kernel_inception_distance, standard_fid
 from helpers.models.faces import (AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN,
                                   FaceGANConfig, gan_loss_fn, gan_terms)
 from helpers.train import Trainer
@@ -128,21 +128,28 @@ def test_training_functions_checkpoint_and_report(tmp_path):
     assert checkpoint.index["config"]["width"] == 8 and checkpoint.index["extra"]["gan_loss"] == "hinge"
     assert checkpoint.optimizer_state()["param_groups"][0]["betas"] == (0.5, 0.999)
     judge = AttributeJudge(AttributeJudgeConfig(image_size=32, width=8))
+    heldout = (data.tensors[0][:16], data.tensors[1][:16])
     _, history, _ = train_attribute_judge(judge, data, epochs=1, batch_size=16, lr=1e-3, device="cpu", run_dir=None,
-                                          heldout=(data.tensors[0][:16], data.tensors[1][:16]))
-    assert 0 <= history[-1]["heldout_balanced_accuracy"] <= 1
+                                          heldout=heldout)
+    # the record is the trained judge's mean balanced accuracy over the attributes the held-out faces can tell
+    assert history[-1]["heldout_balanced_accuracy"] == pytest.approx(
+        float(judge_attribute_accuracy(judge, *heldout).nanmean()))
     assert judge_attribute_accuracy(judge, data.tensors[0], data.tensors[1]).shape == (40,)
 
 
 # ------------------------------------------------------------------------------------------------ metrics
 def test_balanced_accuracy_on_a_hand_made_example():
-    target = torch.tensor([[1, 0, 1], [1, 0, 1], [0, 0, 1], [0, 0, 1]], dtype=torch.bool)
-    pred = torch.tensor([[1, 1, 1], [0, 0, 1], [0, 0, 0], [0, 0, 1]], dtype=torch.bool)
-    # column 0: TPR 1/2, TNR 2/2 -> 0.75; columns 1 and 2 hold one class only -> NaN
+    # Imbalanced columns, as CelebA's are: column 0 has 1 positive in 5, column 1 4 in 5; column 2 none.
+    target = torch.tensor([[1, 1, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]], dtype=torch.bool)
+    pred = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=torch.bool)
+    # column 0: TPR 1/1, TNR 3/4 -> 0.875 (plain accuracy 0.8); column 1: TPR 3/4, TNR 0/1 -> 0.375 (plain 0.6);
+    # column 2 holds one class only -> NaN
     result = balanced_accuracy(pred, target)
-    assert torch.isclose(result[0], torch.tensor(0.75)) and result[1:].isnan().all()
-    always_no = torch.zeros(4, 1, dtype=torch.bool)
-    assert balanced_accuracy(always_no, target[:, :1]).item() == 0.5  # plain accuracy would say 0.5 too; a rare one would not
+    assert result[:2].tolist() == pytest.approx([0.875, 0.375]) and result[2].isnan()
+    always_no = torch.zeros(5, 1, dtype=torch.bool)
+    # plain accuracy would give a judge that never says "yes" 80% on the rare column; balanced accuracy gives chance
+    assert (always_no == target[:, :1]).float().mean().item() == pytest.approx(0.8)
+    assert balanced_accuracy(always_no, target[:, :1]).item() == 0.5
 
 
 class _ReadsPixels(torch.nn.Module):

@@ -188,7 +188,23 @@ def test_comparison_numbers_and_table(tiny_cfg, tiny_faces, tiny_clip, tmp_path)
     row = faces.evaluate_faces(generator, judge, everything, encoder, tiny_faces, per_prompt=2, inception=False)
     for key in ("prompted_accuracy", "grid_accuracy", "fid_clip", "kid_clip", "diversity", "within_prompt_diversity"):
         assert math.isfinite(row[key]), key
-    assert 0 <= row["prompted_accuracy"] <= 1 and row["judged_pairs"] > 0 and row["fid_clip"] > 0
+    assert row["judged_pairs"] > 0 and row["fid_clip"] > 0
+
+    class SaysYesToEverything(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.device_probe = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, images):
+            return torch.ones(len(images), len(ATTRIBUTES))
+
+    # A judge that sees every attribute on every face is right exactly on the attributes the captions ask *for*
+    # (not on those they ask to be absent), whatever was drawn.
+    yes = faces.evaluate_faces(generator, SaysYesToEverything(), everything, encoder, tiny_faces, per_prompt=2)
+    asked = [value for caption in faces.heldout_captions(tiny_faces) for value in parse_prompt(caption).values()]
+    assert yes["judged_pairs"] == row["judged_pairs"] == len(asked)
+    assert yes["prompted_accuracy"] == pytest.approx(sum(asked) / len(asked))
+    assert 0 < sum(asked) < len(asked)  # the captions ask for some attributes and against others
     reference = faces.real_reference(judge, everything, encoder, tiny_faces)
     assert reference["judged_pairs"] == row["judged_pairs"], "real and generated faces answer the same captions"
     table = faces.comparison_table({"real": reference, "cvae": row})
@@ -252,3 +268,25 @@ def test_cli_generates_faces_from_a_trained_checkpoint(tiny_cfg, tiny_faces, tmp
     assert "Eyeglasses=yes" in result.stdout and "Male=yes" in result.stdout
     written = sorted(p.name for p in (tmp_path / "samples").iterdir())
     assert len(written) == 5 and any(name.endswith("_grid.png") for name in written)
+
+
+def test_face_widget_follows_prompt_and_toggles(tiny_cfg, tiny_faces, tmp_path):
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+
+    from helpers.widgets import face_app
+
+    matplotlib.use("Agg")
+    generator = faces.train_faces(tiny_cfg, "celeba-cvae", "attributes", tmp_path / "cvae", data=tiny_faces,
+                                  progress=False)
+    app = face_app({"cvae": generator}, n=2, default_prompt="a smiling woman")
+    first = app.shown["image"]
+    assert first is not None and "Smiling=True" in app.shown["title"]
+    app.controls["prompt"].value = "a man with eyeglasses"
+    assert "Eyeglasses=True" in app.shown["title"] and not torch.equal(app.shown["image"], first)
+    prompted = app.shown["image"]
+    app.controls["Blond_Hair"].value = "yes"  # a toggle overrides what the prompt says
+    assert "blond" in app.shown["title"] and not torch.equal(app.shown["image"], prompted)
+    app.controls["Blond_Hair"].value = "any"
+    app.controls["prompt"].value = "a purple giraffe"
+    assert app.shown["image"] is None and "names no face attribute" in app.shown["error"]

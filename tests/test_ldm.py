@@ -11,7 +11,7 @@ from helpers.checkpoint import save_checkpoint
 from helpers.clip import CaptionTokenizer, caption_corpus
 from helpers.config import RECIPES, Recipe
 from helpers.data.captions import parse_prompt
-from helpers.data.celeba import FaceSplits, synthetic_faces
+from helpers.data.celeba import ATTRIBUTES, FaceSplits, synthetic_faces
 from helpers.diffusion import guided
 from helpers.errors import CourseError
 from helpers.models.autoencoder import Autoencoder, AutoencoderConfig, psnr
@@ -191,7 +191,22 @@ def test_attribute_accuracy_and_fid(runs, tiny_faces):
     judge = AttributeJudge(AttributeJudgeConfig(image_size=32, width=8)).eval()
     result = ldm.attribute_accuracy(model, judge, ["Male", "Smiling"], per_prompt=2, steps=2)
     assert set(result["per_prompt"]) == set(ldm.single_attribute_prompts(["Male", "Smiling"]))
-    assert 0 <= result["attribute_accuracy"] <= 1 and result["images"].shape == (6, 3, 32, 32)
+    assert result["images"].shape == (6, 3, 32, 32) and result["n"] == 6
+
+    class SeesMenNotSmiling(torch.nn.Module):  # a judge that reads every face as a man who does not smile
+        def __init__(self):
+            super().__init__()
+            self.device_probe = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, images):
+            logits = torch.full((len(images), len(ATTRIBUTES)), -5.0)
+            logits[:, ATTRIBUTES.index("Male")] = 5.0
+            return logits
+
+    result = ldm.attribute_accuracy(model, SeesMenNotSmiling(), ["Male", "Smiling"], per_prompt=2, steps=2)
+    # "a man" is right, "a woman" and "a smiling person" are wrong on every face: a mean of 1/3 over the prompts
+    assert list(result["per_prompt"].values()) == [1.0, 0.0, 0.0]
+    assert result["attribute_accuracy"] == pytest.approx(1 / 3)
     with pytest.raises(CourseError, match="reads none"):
         ldm.attribute_accuracy(model, judge, ["Oval_Face"], per_prompt=2, steps=2)
     fid = ldm.sample_fid(model, model.clip, tiny_faces, n=16, steps=2)
@@ -218,3 +233,23 @@ def test_cli_generates_and_refuses(runs, tmp_path, capsys):
         assert main(argv + ["--out", str(bad_out), "--quick"]) == 2
         assert pattern in capsys.readouterr().err
         assert not bad_out.exists()
+
+
+def test_diffusion_widget_follows_prompt_guidance_and_steps(runs):
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+
+    from helpers.widgets import diffusion_app
+
+    matplotlib.use("Agg")
+    app = diffusion_app(runs[3], n=2, max_steps=10)
+    app.controls["steps"].value = 5
+    first = app.shown["image"]
+    assert first is not None and app.shown["title"].startswith("dpm++2m, w = 3, 5 steps")
+    app.controls["prompt"].value = "a photo of a man"
+    assert not torch.equal(app.shown["image"], first)
+    man = app.shown["image"]
+    app.controls["guidance"].value = 6.0
+    assert not torch.equal(app.shown["image"], man) and "w = 6" in app.shown["title"]
+    app.controls["prompt"].value = ""
+    assert app.shown["image"] is None and app.shown["error"].startswith("the prompt is empty")

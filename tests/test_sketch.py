@@ -192,7 +192,22 @@ def test_judge_and_evaluation(tiny_cfg, tiny_sketches, trained):
     assert accuracy > 0.6  # six procedural classes: far above chance (1/6) after 15 short epochs
     result = sk.evaluate_sketches(trained[0], judge, tiny_sketches, per_class=4)
     assert set(result["per_class"]) == set(SKETCH_CLASSES) and result["n"] == 24
-    assert 0 <= result["class_accuracy"] <= 1 and result["heldout_bce"] > 0
+    assert result["class_accuracy"] == pytest.approx(sum(result["per_class"].values()) / len(SKETCH_CLASSES))
+    assert result["heldout_bce"] > 0
+
+    class SeesOnlyTheSecondClass(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.device_probe = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, images):
+            logits = torch.zeros(len(images), len(SKETCH_CLASSES))
+            logits[:, 1] = 1.0
+            return logits
+
+    fooled = sk.evaluate_sketches(trained[0], SeesOnlyTheSecondClass(), tiny_sketches, per_class=4)
+    assert fooled["per_class"] == {name: float(i == 1) for i, name in enumerate(SKETCH_CLASSES)}
+    assert fooled["class_accuracy"] == pytest.approx(1 / len(SKETCH_CLASSES))
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -231,3 +231,26 @@ def test_smoke_cap_and_max_steps_cut_runs_short(monkeypatch):
         monkeypatch.setenv("COURSE_MAX_STEPS", bad)
         with pytest.raises(CourseError, match="COURSE_MAX_STEPS must be a whole number"):
             Trainer(_Net(), _mse, _regression(32), epochs=1, batch_size=32, lr=1e-2)
+
+
+@pytest.mark.parametrize("log_every, reads_per_epoch", [(1000, 1), (5, 16 // 5 + 1)])
+def test_the_loop_reads_the_loss_back_only_at_log_intervals(monkeypatch, log_every, reads_per_epoch):
+    """Reading a value back (.item(), float(), .tolist(), bool()) makes the host wait for the accelerator: the
+    loop does it every `log_every` batches and at the end of each epoch, never per batch."""
+    import sys
+
+    reads = []
+    for name in ("item", "tolist", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            if sys._getframe(1).f_code.co_filename.endswith("helpers/train.py"):
+                reads.append(sys._getframe(1).f_code.co_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    trainer = Trainer(_Net(), _mse, _regression(), epochs=3, batch_size=32, lr=1e-3, log_every=log_every)
+    history = trainer.fit()
+    monkeypatch.undo()
+    assert trainer.step == 3 * 16 and len(reads) == 3 * reads_per_epoch, reads
+    assert history[-1]["loss"] < history[0]["loss"] and set(trainer.batch_logs) == {"loss"}

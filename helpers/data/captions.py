@@ -144,6 +144,7 @@ MEN_ONLY_NEGATIVES = {"5_o_Clock_Shadow", "Goatee", "Mustache", "Sideburns", "We
 WOMEN_ONLY_NEGATIVES = {"Heavy_Makeup", "Wearing_Lipstick"}
 PREFIXES = ("a photo of", "a photo of", "a portrait of", "a close-up of", "a picture of", "an image of", "")
 PHOTO_WORDS = ("photo", "picture", "portrait")
+FACE_EXAMPLE = 'describe a face, e.g. "a smiling woman with blond hair"'  # what an empty prompt is told
 PERSON_RATE = 0.1  # captions that say "person" instead of man/woman (the zero-shot prompts use that noun)
 NEGATIVE_RATE = 0.3  # captions that also say what the face does NOT have ("without glasses")
 

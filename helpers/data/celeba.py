@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from torch.utils.data import Dataset
 
-from helpers.checkpoint import write_json_atomic
+from helpers.files import save_npz_atomic, write_atomic, write_json_atomic
 from helpers.config import CourseConfig
 from helpers.data.hub import load_parquet, source_of
 from helpers.errors import CourseError
@@ -176,18 +175,6 @@ def _read_local(tar_path: Path, csv_path: Path, size: int) -> tuple[np.ndarray, 
     return np.stack([faces[i] for i in ids]), np.stack([table[i] for i in ids]), ids
 
 
-def _save_npz(path: Path, **arrays) -> None:
-    """Write atomically (temporary file + rename): a crash never leaves a half-written cache behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _load_local(cfg: CourseConfig, tar_path: Path, csv_path: Path, size: int) -> tuple[tuple, tuple]:
     cache = cfg.data_root / "cache" / f"celeba_local5k_{size}.npz"
     signature = f"v{CACHE_VERSION} {tar_path.stat().st_size} {csv_path.stat().st_size}"
@@ -203,7 +190,7 @@ def _load_local(cfg: CourseConfig, tar_path: Path, csv_path: Path, size: int) ->
         images, attrs, _ = _read_local(tar_path, csv_path, size)
         arrays = images, attrs
         try:
-            _save_npz(cache, images=images, attrs=attrs, signature=np.array(signature))
+            save_npz_atomic(cache, images=images, attrs=attrs, signature=np.array(signature))
         except OSError as error:
             warnings.warn(f"could not cache the preprocessed faces in {cache} ({error}); they will be decoded again")
     images, attrs = arrays
@@ -237,12 +224,10 @@ def _write_split(images_path: Path, attrs_path: Path, items: Iterable[tuple[Imag
     """Stream `count` (image, attribute row) pairs into .npy files, one face at a time, never all in memory."""
     from tqdm.auto import tqdm
 
-    images_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_images = images_path.with_name(f".{images_path.name}.tmp{os.getpid()}.npy")
-    tmp_attrs = attrs_path.with_name(f".{attrs_path.name}.tmp{os.getpid()}.npy")
-    try:
-        images = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
-        attrs = np.zeros((count, len(ATTRIBUTES)), dtype=np.uint8)
+    attrs = np.zeros((count, len(ATTRIBUTES)), dtype=np.uint8)
+
+    def fill(tmp: Path) -> None:
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
         written = 0
         for index, (image, row) in enumerate(tqdm(items, total=count, desc=label, mininterval=2)):
             if index >= count:
@@ -253,12 +238,9 @@ def _write_split(images_path: Path, attrs_path: Path, items: Iterable[tuple[Imag
             raise RuntimeError(f"{label}: expected {count} faces, got {written}")
         images.flush()
         del images
-        np.save(tmp_attrs, attrs)
-        os.replace(tmp_images, images_path)
-        os.replace(tmp_attrs, attrs_path)
-    finally:
-        tmp_images.unlink(missing_ok=True)
-        tmp_attrs.unlink(missing_ok=True)
+
+    write_atomic(images_path, fill)  # the caller's "done" marker, written last, says both files are whole
+    write_atomic(attrs_path, lambda tmp: np.save(tmp, attrs))
 
 
 def _torchvision_items(dataset) -> Iterator[tuple[Image.Image, np.ndarray]]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from torch.utils.data import Dataset
 from helpers.config import CourseConfig
 from helpers.data.celeba import to_float
 from helpers.errors import CourseError
+from helpers.files import save_npz_atomic
 
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                     "ship", "truck")
@@ -125,18 +125,6 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.T
                       for start in range(0, len(images), chunk)])
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write atomically (temporary file + rename): a crash never leaves a half-written cache behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ------------------------------------------------------------------------------------------ 1. local tar
 def read_cifar_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Decode every `train/<class>/<n>.jpg` of the tar -> (uint8 (N, 3, 32, 32), int64 labels), sorted by
@@ -179,7 +167,7 @@ def _decoded_tar(cfg: CourseConfig, tar_path: Path) -> tuple[np.ndarray, np.ndar
             pass  # an unreadable or older cache is rebuilt, never trusted
     images, labels = read_cifar_tar(tar_path)
     try:
-        _save_npz(cache, images=images, labels=labels, signature=np.array(signature))
+        save_npz_atomic(cache, images=images, labels=labels, signature=np.array(signature))
     except OSError as error:
         warnings.warn(f"could not cache the decoded CIFAR-10 images in {cache} ({error}); they will be decoded again")
     return images, labels

@@ -36,9 +36,6 @@ class DigitSplits:
     def train_set(self) -> TensorDataset:
         return TensorDataset(self.train_images, self.train_labels)
 
-    def heldout_set(self) -> TensorDataset:
-        return TensorDataset(self.heldout_images, self.heldout_labels)
-
     def __repr__(self) -> str:
         return (f"DigitSplits(train={len(self.train_labels)}, heldout={len(self.heldout_labels)}, "
                 f"source={self.source})")

@@ -56,8 +56,6 @@ HELDOUT_TEMPLATES = (
     "Pen a quick {}",
 )
 
-MAX_PROMPT_CHARS = 200  # longer prompts are refused: the encoder sees at most 128 tokens, and no digit needs more
-
 
 def fill(template: str, digit: int, as_word: bool) -> str:
     return template.format(DIGIT_WORDS[digit] if as_word else str(digit))

@@ -8,7 +8,6 @@ counting only real tokens (the attention mask), then L2-normalised.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -17,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from helpers.data.hub import hub_reachable
 from helpers.errors import CourseError
+from helpers.files import write_atomic
 
 MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -155,8 +155,5 @@ def cached_embeddings(encoder: TextEncoder, texts: Sequence[str], cache_dir: Pat
         except Exception:  # a damaged cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
     embeddings = encoder.encode(texts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file({"embeddings": embeddings.contiguous()}, str(tmp))
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: save_file({"embeddings": embeddings.contiguous()}, str(tmp)))
     return embeddings
