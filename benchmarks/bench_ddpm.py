@@ -47,6 +47,7 @@ ROWS = {  # name -> (settings changed from the adopted quick recipe, model: "our
     "edm": (dict(prediction="edm", noise_levels="lognormal", min_snr_gamma=None), "ours"),
     "previous": (PREVIOUS, "ours"),
     "diffusers": (PREVIOUS, "diffusers"),
+    "channels-last": ({}, "ours"),
 }
 DESCRIPTIONS = {
     "adopted": "v-prediction, min-SNR-5, cosine schedule, warm-up + cosine LR",
@@ -58,6 +59,7 @@ DESCRIPTIONS = {
     "edm": "EDM: preconditioned denoiser (data std 0.5), log-normal noise levels",
     "previous": "the previous recipe: epsilon, linear, uniform, constant LR",
     "diffusers": "diffusers UNet2DModel (same size) with the previous recipe",
+    "channels-last": "adopted, images and weights stored channels_last (NHWC) in memory",
 }
 
 
@@ -83,13 +85,13 @@ class DiffusersUNet(torch.nn.Module):
         return self.unet(x, t, class_labels=labels).sample
 
 
-def train_row(settings, model, data, seconds, recipe, device, seed):
+def train_row(settings, model, data, seconds, recipe, device, seed, channels_last=False):
     seed_everything(seed)
     schedule = NoiseSchedule.from_settings(asdict(settings))
     trainer = Trainer(model, cifar.ddpm_loss_fn(schedule, settings.p_uncond, settings.min_snr_gamma), data.train_set(),
                       epochs=1, batch_size=recipe.batch_size, lr=recipe.lr, device=device, seed=seed, grad_clip=1.0,
                       lr_schedule=settings.lr_schedule, time_budget=seconds,
-                      callbacks=[EMA(settings.ema_decay), WallClock()])
+                      callbacks=[EMA(settings.ema_decay), WallClock()], channels_last=channels_last)
     trainer.fit()
     ddpm = cifar.ClassToImage(trainer.ema_model, schedule, trainer.history, extra={"image_size": data.image_size})
     return ddpm, trainer.step
@@ -137,7 +139,8 @@ def study(args, cfg, data, judge, results):
             seed_everything(cfg.seed)
             model = (cifar.build_unet(recipe.width, settings) if kind == "ours"
                      else DiffusersUNet(recipe.width, settings.dropout))
-            ddpm, steps = train_row(settings, model, data, args.seconds, recipe, cfg.device, cfg.seed)
+            ddpm, steps = train_row(settings, model, data, args.seconds, recipe, cfg.device, cfg.seed,
+                                    channels_last=name == "channels-last")
             quality = cifar.evaluate_ddpm(ddpm, judge, data, per_class=args.per_class, guidance=3.0, steps=20,
                                           sampler="dpm++2m")
             run = {"train_steps": steps, "images_seen": steps * recipe.batch_size, "params": ddpm.parameters,
