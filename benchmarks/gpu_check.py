@@ -64,12 +64,9 @@ def measure(model: str, env: dict[str, str], work: Path) -> dict:
     row = {"model": model, "ok": True, "seconds": round(seconds, 1), "images_per_second": round(rate, 1),
            "peak_memory_gib": max((h.get("peak_memory_gib") or 0 for h in history), default=0) or None,
            "batch_size": recipe.batch_size if recipe else None}
-    if images is None:
-        from helpers import cifar, ldm
-
-        budget = {"ldm": ldm.SETTINGS, "cifar-ddpm": cifar.SETTINGS}[model]["full"].time_budget
-        row.update(projected_minutes=budget / 60, images_in_budget=round(rate * budget))
-    elif recipe is not None:
+    if recipe is not None and recipe.time_budget:
+        row.update(projected_minutes=recipe.time_budget / 60, images_in_budget=round(rate * recipe.time_budget))
+    elif recipe is not None and images is not None:
         row.update(projected_minutes=round(recipe.epochs * images / rate / 60, 1), epochs=recipe.epochs)
     return row
 
@@ -102,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             if not row["ok"]:
                 print(f"{model:16s} FAILED after {row['seconds']:.0f} s: {row['error']}", flush=True)
                 continue
-            full = (f"{row['projected_minutes']:.0f} min budget" if MODELS[model] is None
-                    else f"~{row['projected_minutes']:.0f} min ({row['epochs']} epochs)")
+            full = (f"~{row['projected_minutes']:.0f} min ({row['epochs']} epochs)" if "epochs" in row
+                    else f"{row['projected_minutes']:.0f} min budget")
             peak = f"{row['peak_memory_gib']:.2f}" if row["peak_memory_gib"] else "-"
             print(f"{model:16s} {row['batch_size'] or '-':>5} {row['images_per_second']:9.0f} {peak:>8s} "
                   f"{full:>22s}  {row['seconds']:.0f} s", flush=True)

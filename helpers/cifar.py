@@ -55,7 +55,6 @@ class DDPMSettings:
     noise_levels: str = "uniform"  # training steps drawn uniformly, or "lognormal" in sigma (EDM)
     lr_schedule: str = "cosine"  # warm-up then cosine decay (the Trainer's), or "constant"
     image_size: int = 32
-    time_budget: float | None = None  # seconds of training; replaces the recipe's epochs when set
     sampler: str = "dpm++2m"  # the sampler of the figures and the evaluation
     sample_steps: int = 20
 
@@ -66,9 +65,9 @@ class DDPMSettings:
 # with mixed precision, by FLOPs; a larger --time-budget trains longer, nothing else changes).
 SETTINGS = {
     "quick": DDPMSettings(limit_per_class=1000, mults=(1, 2, 2), blocks=(1, 2, 2), attention_levels=(2,), dropout=0.0,
-                          ema_decay=0.995, image_size=16, time_budget=90),
+                          ema_decay=0.995, image_size=16),
     "full": DDPMSettings(limit_per_class=None, mults=(1, 2, 2, 2), blocks=(1, 2, 2, 2), attention_levels=(2,),
-                         dropout=0.1, ema_decay=0.9995, time_budget=15 * 60),
+                         dropout=0.1, ema_decay=0.9995),
 }
 
 # ------------------------------------------------------------------------------------------ text -> class
@@ -241,10 +240,8 @@ def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs
     or "20m"; default: the mode's) trains for that long, with the learning-rate schedule planned to end on time;
     `epochs` given without a budget trains that many epochs instead.
     """
-    recipe = cfg.recipe(KIND, epochs=epochs, gif_every=gif_every, **recipe_overrides)
+    recipe = cfg.recipe(KIND, epochs=epochs, gif_every=gif_every, time_budget=time_budget, **recipe_overrides)
     settings = settings or SETTINGS[cfg.mode]
-    if time_budget is None and epochs is None:
-        time_budget = settings.time_budget
     out = Path(out or cfg.run_dir(KIND))
     data = data or cifar_data(cfg, image_size or settings.image_size, settings.limit_per_class)
     image_size = int(data.train_images.shape[-1])
@@ -269,7 +266,7 @@ def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs
     trainer = Trainer(model, ddpm_loss_fn(schedule, settings.p_uncond, settings.min_snr_gamma), data.train_set(),
                       epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device,
                       callbacks=callbacks, seed=cfg.seed, grad_clip=1.0, lr_schedule=settings.lr_schedule,
-                      time_budget=time_budget)
+                      time_budget=recipe.time_budget)
     trainer.fit()
     return ClassToImage(trainer.ema_model, schedule, trainer.history, extra=extra)
 

@@ -60,7 +60,8 @@ def train_cifar_judge(cfg: CourseConfig, data: ImageSplits | None = None, out: s
                       ) -> tuple[CifarJudge, float]:
     """Train the judge on `data.train_*` (default: `default_data(cfg)`); returns it and its held-out accuracy.
 
-    Settings come from the "cifar-judge" recipe (`epochs` / `width` override it); the checkpoint goes to
+    Settings come from the "cifar-judge" recipe (`epochs` / `width` override it; full mode trains to its time
+    budget); the checkpoint goes to
     `out` (default runs/cifar-judge) after every epoch, with the data source and image size it was trained on.
     """
     recipe = cfg.recipe(KIND, epochs=epochs, width=width)
@@ -84,7 +85,7 @@ def train_cifar_judge(cfg: CourseConfig, data: ImageSplits | None = None, out: s
         callbacks.append(ProgressBar(("loss",)))
     trainer = Trainer(judge, loss_fn, data.train_set(), epochs=recipe.epochs, batch_size=recipe.batch_size,
                       lr=recipe.lr, device=cfg.device, callbacks=callbacks, seed=cfg.seed, weight_decay=WEIGHT_DECAY,
-                      lr_schedule="cosine")
+                      lr_schedule="cosine", time_budget=recipe.time_budget)
     history = trainer.fit()
     return judge.eval(), history[-1]["heldout_accuracy"]
 

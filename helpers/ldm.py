@@ -68,7 +68,6 @@ class LDMSettings:
     min_snr_gamma: float | None = 5.0
     shift: float = 1.0
     lr_schedule: str = "cosine"
-    time_budget: float | None = None  # seconds of UNet training; replaces the recipe's epochs when set
     sampler: str = "dpm++2m"
     sample_steps: int = 20
 
@@ -76,10 +75,10 @@ class LDMSettings:
 SETTINGS = {
     # quick: a 1.3M-parameter UNet on the 16x16x4 latents of every training face, 130 s on 2 CPU cores
     "quick": LDMSettings(ae_mults=(1, 2, 4), latent_channels=4, kl_weight=1e-4, unet_mults=(1, 2, 2), unet_blocks=1,
-                         attention_levels=(1, 2), dropout=0.0, ema_decay=0.995, time_budget=130),
+                         attention_levels=(1, 2), dropout=0.0, ema_decay=0.995),
     # full: the UNet on the 200k CelebA faces' latents for 15 minutes (a larger --time-budget trains longer)
     "full": LDMSettings(ae_mults=(1, 2, 4), latent_channels=4, kl_weight=1e-4, unet_mults=(1, 2, 3),
-                        unet_blocks=2, attention_levels=(1, 2), dropout=0.1, ema_decay=0.9995, time_budget=15 * 60),
+                        unet_blocks=2, attention_levels=(1, 2), dropout=0.1, ema_decay=0.9995),
 }
 
 
@@ -111,7 +110,7 @@ def train_autoencoder(cfg: CourseConfig, out: str | Path | None = None, *, epoch
                       resume: bool = False, progress: bool = True, data: FaceSplits | None = None,
                       settings: LDMSettings | None = None) -> tuple[Autoencoder, list[dict]]:
     """Stage 1: the face autoencoder into `out` (default runs/ldm-autoencoder); held-out PSNR every epoch."""
-    recipe = cfg.recipe(AE_KIND, epochs=epochs)
+    recipe = cfg.recipe(AE_KIND, epochs=epochs, time_budget=time_budget)
     settings = settings or SETTINGS[cfg.mode]
     out = Path(out or cfg.run_dir(AE_KIND))
     data = data or face_data(cfg)
@@ -126,7 +125,7 @@ def train_autoencoder(cfg: CourseConfig, out: str | Path | None = None, *, epoch
         callbacks.append(ProgressBar(("loss", "psnr")))
     trainer = Trainer(model, _flip_loss(settings.kl_weight), data.train_set(), epochs=recipe.epochs,
                       batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device, callbacks=callbacks,
-                      seed=cfg.seed, time_budget=time_budget, channels_last=True)
+                      seed=cfg.seed, time_budget=recipe.time_budget, channels_last=True)
     trainer.fit()
     return trainer.model.eval(), trainer.history
 
@@ -299,10 +298,8 @@ def train_ldm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int |
     (default runs/clip); each is trained first if this mode has none for these faces. `time_budget` (seconds or
     "20m"; default: the mode's) trains the UNet for that long; `epochs` without a budget trains that many epochs.
     """
-    recipe = cfg.recipe(KIND, epochs=epochs, **recipe_overrides)
+    recipe = cfg.recipe(KIND, epochs=epochs, time_budget=time_budget, **recipe_overrides)
     settings = settings or SETTINGS[cfg.mode]
-    if time_budget is None and epochs is None:
-        time_budget = settings.time_budget
     out = Path(out or cfg.run_dir(KIND))
     data = data or face_data(cfg)
     autoencoder_dir = Path(autoencoder_dir or cfg.run_dir(AE_KIND))
@@ -342,7 +339,7 @@ def train_ldm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int |
                                         settings.min_snr_gamma), dataset,
                       epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, device=cfg.device,
                       callbacks=callbacks, seed=cfg.seed, grad_clip=1.0, lr_schedule=settings.lr_schedule,
-                      time_budget=time_budget)
+                      time_budget=recipe.time_budget)
     trainer.fit()
     return TextToFace(trainer.ema_model, autoencoder, clip, schedule, scale, trainer.history, extra)
 

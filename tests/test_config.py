@@ -32,7 +32,7 @@ def test_cost_line_names_the_mode_the_device_and_the_cost(monkeypatch):
     quick = get_config("auto")
     line = quick.cost("05_latent_diffusion_celeba")
     assert line.startswith("quick mode on this CPU:" if quick.device.type == "cpu" else "quick mode on ")
-    assert "about 4 min on a 2-core laptop CPU (measured)" in line and "15-min time budget" in line
+    assert "about 4 min on a 2-core laptop CPU (measured)" in line and "19 min of training on any GPU" in line
     full = get_config(False)
     if full.device.type == "cpu":
         assert "takes hours without a GPU" in full.cost("03_clip_from_scratch")
@@ -55,3 +55,19 @@ def test_smoke_caps_evaluations_only_under_course_smoke(monkeypatch):
     assert get_config(False).samples(1000) == 1000
     monkeypatch.setenv("COURSE_SMOKE", "1")
     assert get_config(False).samples(1000) == 16 and get_config(False).samples(3) == 3
+
+
+def test_recipes_train_to_a_time_budget_unless_asked_for_epochs(monkeypatch):
+    from helpers.config import RECIPES
+
+    monkeypatch.delenv("COURSE_TIME_BUDGET", raising=False)
+    full, quick = get_config(quick=False), get_config(quick=True)
+    assert full.recipe("ldm").time_budget == 15 * 60 and quick.recipe("ldm").time_budget == 130
+    assert full.recipe("ldm", epochs=3).time_budget is None  # asking for epochs trains epochs
+    assert full.recipe("ldm", epochs=3, time_budget=60).time_budget == 60
+    assert quick.recipe("vae").time_budget is None
+    monkeypatch.setenv("COURSE_TIME_BUDGET", "20m")  # what `train ... --time-budget 20m` sets
+    assert quick.recipe("vae").time_budget == "20m" and full.recipe("ldm", epochs=3).time_budget == "20m"
+    # notebooks 05 and 06 train at most 20 minutes in full mode, on any GPU
+    for models in (("ldm-autoencoder", "ldm"), ("cifar-judge", "cifar-ddpm")):
+        assert sum(RECIPES[m]["full"].time_budget for m in models) <= 20 * 60

@@ -18,7 +18,7 @@ from helpers.models.autoencoder import Autoencoder, AutoencoderConfig, psnr
 from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.unet import UNet, UNetConfig
 
-TINY = replace(ldm.SETTINGS["quick"], ae_mults=(1, 2), unet_mults=(1, 2), attention_levels=(1,), time_budget=None)
+TINY = replace(ldm.SETTINGS["quick"], ae_mults=(1, 2), unet_mults=(1, 2), attention_levels=(1,))
 
 
 @pytest.fixture(scope="module")
