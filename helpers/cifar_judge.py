@@ -26,6 +26,7 @@ from helpers.config import CourseConfig, seed_everything
 from helpers.data.celeba import to_float
 from helpers.data.cifar10 import CIFAR10_CLASSES, ImageSplits, load_cifar10
 from helpers.models.judge import CifarJudge, CifarJudgeConfig
+from helpers.registry import ModelKind
 from helpers.train import Checkpointing, Evaluate, ProgressBar, Trainer, WallClock
 
 KIND = "cifar-judge"
@@ -158,3 +159,12 @@ def class_accuracy(judge: CifarJudge, images: torch.Tensor, labels: torch.Tensor
                  if (labels == index).any()}
     return {"accuracy": float(correct.mean()) if len(correct) else float("nan"), "per_class": per_class,
             "n_images": len(labels)}
+
+
+def _cli_train(cfg: CourseConfig, out: Path, options) -> None:
+    _, accuracy = train_cifar_judge(cfg, out=out, epochs=options.epochs, progress=True)
+    print(f"judge accuracy on held-out CIFAR-10 images: {accuracy:.2%}")
+
+
+KINDS = (ModelKind(KIND, "06", "the CIFAR-10 classifier that judges generated images (and gives FID its features)",
+                   train=_cli_train),)

@@ -23,6 +23,7 @@ from helpers.data.celeba import ATTRIBUTES, FaceSplits, load_celeba, to_float
 from helpers.text.prompts import check_prompt
 from helpers.metrics import balanced_accuracy
 from helpers.models.clip import CLIPConfig, CLIPModel
+from helpers.registry import ModelKind
 from helpers.train import Checkpointing, Evaluate, ProgressBar, Trainer
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -287,3 +288,34 @@ def evaluate_clip(encoder: ClipTextEncoder, images: torch.Tensor, attrs: torch.T
         result["chance_at_10"] = 10 / len(images)
     encoder.model.train(was_training)
     return result
+
+
+# ------------------------------------------------------------------------------------------ the registry's entry
+def _cli_train_clip(cfg: CourseConfig, out: Path, options) -> None:
+    trainer = train_clip(cfg, out, epochs=options.epochs, resume=options.resume)
+    if trainer.history:
+        print(f"held-out zero-shot balanced accuracy (mean of 40 attributes): "
+              f"{trainer.history[-1]['zero_shot_mean']:.3f}; full report: python -m helpers evaluate --model clip")
+
+
+def _evaluate_clip(cfg: CourseConfig, encoder: ClipTextEncoder, options) -> None:
+    faces = face_data(cfg)
+    scores = evaluate_clip(encoder, faces.test_images, faces.test_attrs)
+    print(f"held-out faces: {len(faces.test_images)} ({faces.source}); chance R@10 {scores['chance_at_10']:.3f}")
+    for direction in ("text_to_image", "image_to_text"):
+        print(f"{direction:14s} " + "  ".join(f"R@{k} {v:.3f}" for k, v in scores[direction].items()))
+    ranked = sorted(scores["zero_shot"].items(), key=lambda kv: -kv[1])
+    print("zero-shot balanced accuracy: " + ", ".join(f"{a} {v:.2f}" for a, v in ranked))
+    print(f"zero-shot mean over 40 attributes: {scores['zero_shot_mean']:.3f}")
+
+
+def _measure_clip(cfg: CourseConfig, encoder: ClipTextEncoder, n: int, seed: int) -> dict:
+    faces = face_data(cfg)
+    scores = evaluate_clip(encoder, faces.test_images, faces.test_attrs)
+    return {"metric": "text->image R@10 (zero-shot attribute mean)", "value": scores["text_to_image"][10],
+            "extra": scores["zero_shot_mean"]}
+
+
+KINDS = (ModelKind("clip", "03", "CLIP from scratch on face captions", train=_cli_train_clip,
+                   load=lambda cfg, run: load_clip(cfg, run), evaluate=_evaluate_clip, domain="faces",
+                   measure=_measure_clip),)

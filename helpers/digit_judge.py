@@ -15,6 +15,7 @@ from helpers.config import CourseConfig, seed_everything
 from helpers.data.prompts import PromptSet
 from helpers.digits import TextToDigit, digit_data
 from helpers.models.judge import DigitJudge, DigitJudgeConfig
+from helpers.registry import ModelKind
 from helpers.train import Checkpointing, Evaluate, ProgressBar, Trainer
 
 
@@ -83,3 +84,11 @@ def prompt_accuracy(generator: TextToDigit, judge: DigitJudge, prompts: PromptSe
     correct = (judged == wanted).float()
     per_digit = {d: float(correct[wanted == d].mean()) for d in range(10)}
     return {"accuracy": float(correct.mean()), "per_digit": per_digit, "n_images": len(wanted)}
+
+
+def _cli_train_judge(cfg: CourseConfig, out: Path, options) -> None:
+    _, accuracy = train_judge(cfg, out, epochs=options.epochs, progress=True)
+    print(f"judge accuracy on held-out digits: {accuracy:.2%}")
+
+
+KINDS = (ModelKind("judge", "02", "the digit classifier that judges generated digits", train=_cli_train_judge),)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from helpers.errors import CourseError
 from helpers.text.prompts import check_prompt
 from helpers.models.cvae import TextCVAE, TextCVAEConfig, text_cvae_loss
 from helpers.models.vae import ConvVAE, ConvVAEConfig, elbo_loss
+from helpers.registry import ModelKind, Samples, slug
 from helpers.text.encoders import TextEncoder, cached_embeddings, load_text_encoder
 from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer
 from helpers.viz import image_grid
@@ -281,3 +283,90 @@ class TextToDigit:
     def for_embeddings(self, embeddings: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         device = next(self.model.parameters()).device
         return self.model.generate(embeddings.to(device), z.to(device)).cpu()
+
+
+# ------------------------------------------------------------------------------------------ the registry's entries
+def _cli_train_vae(cfg: CourseConfig, out: Path, options) -> None:
+    trainer = train_vae(cfg, out, epochs=options.epochs, resume=options.resume, gif_path=options.gif)
+    print(f"held-out loss (BCE-sum + KL per image): {trainer.history[-1]['test_loss']:.2f}")
+
+
+def _refuse_a_prompt(prompt: str | None) -> None:
+    if prompt is not None:
+        raise CourseError("the vae is unconditional: drop the prompt, or use --model text-cvae")
+
+
+def _evaluate_vae(cfg: CourseConfig, model: ConvVAE, options) -> None:
+    result = vae_test_loss(model, digit_data(cfg).heldout_images)
+    print(f"held-out loss (BCE-sum + KL per image): {result['test_loss']:.2f} "
+          f"(recon {result['test_recon']:.2f}, KL {result['test_kl']:.2f})")
+
+
+@torch.no_grad()
+def _reconstruct_vae(cfg: CourseConfig, model: ConvVAE, options) -> str:
+    from helpers.viz import save_image
+
+    originals = digit_data(cfg).heldout_images[: options.n]
+    mu, _ = model.encode(originals.to(next(model.parameters()).device))
+    recon = torch.sigmoid(model.decode(mu)).cpu()
+    path = save_image(image_grid(torch.cat([originals, recon]), nrow=options.n, scale=4),
+                      Path(options.out or cfg.outputs_dir) / "vae_reconstructions.png")
+    return f"top row: held-out digits, bottom row: reconstructions -> {path}"
+
+
+@torch.no_grad()
+def _draw_vae(model: ConvVAE, prompts: list[str], seed: int) -> torch.Tensor:
+    """Unconditional: it cannot read a prompt, so it draws whatever it draws, one digit per prompt."""
+    z = torch.randn(len(prompts), model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    return torch.sigmoid(model.decode(z.to(next(model.parameters()).device))).cpu()
+
+
+def _check_digit_prompt(prompt: str | None) -> None:
+    if prompt is None:
+        raise CourseError('text-cvae needs a prompt, e.g. python -m helpers generate "Print number 5"')
+    check_prompt(prompt, DIGIT_EXAMPLE)
+
+
+def _generate_digits(model: TextToDigit, options) -> Samples:
+    images, digit = model(options.prompt, n=options.n, seed=options.seed)
+    return Samples(images, f"{slug(options.prompt)}_seed{options.seed}", note=f"read {options.prompt!r} as the digit {digit}")
+
+
+def _evaluate_text_cvae(cfg: CourseConfig, model: TextToDigit, options) -> None:
+    from helpers.digit_judge import load_or_train_judge, prompt_accuracy
+
+    judge, judge_accuracy = load_or_train_judge(cfg)
+    print(f"judge accuracy on held-out real digits: {judge_accuracy:.2%}")
+    for split in ("train", "heldout"):
+        result = prompt_accuracy(model, judge, digit_prompts(split))
+        per_digit = " ".join(f"{d}:{v:.0%}" for d, v in result["per_digit"].items())
+        print(f"prompt accuracy, {split} templates: {result['accuracy']:.2%} of {result['n_images']} images ({per_digit})")
+
+
+def _measure_text_cvae(cfg: CourseConfig, model: TextToDigit, n: int, seed: int) -> dict:
+    from helpers.digit_judge import load_or_train_judge, prompt_accuracy
+
+    judge, judge_accuracy = load_or_train_judge(cfg)
+    start = time.perf_counter()
+    result = prompt_accuracy(model, judge, digit_prompts("heldout"), samples_per_prompt=n, seed=seed)
+    return {"metric": "prompt accuracy, held-out templates", "value": result["accuracy"], "judge": judge_accuracy,
+            "ms_per_sample": 1000 * (time.perf_counter() - start) / result["n_images"]}
+
+
+KINDS = (
+    ModelKind("vae", "01", "a convolutional VAE of MNIST digits", train=_cli_train_vae,
+              load=lambda cfg, run: load_vae(run, cfg.device), check_prompt=_refuse_a_prompt,
+              generate=lambda model, o: Samples(model.sample(o.n, generator=torch.Generator().manual_seed(o.seed)).cpu(),
+                                                f"vae_seed{o.seed}"),
+              evaluate=_evaluate_vae, reconstruct=_reconstruct_vae, domain="digits", draw=_draw_vae,
+              measure=lambda cfg, model, n, seed: {
+                  "metric": "held-out loss (BCE + KL per digit; lower is better)",
+                  "value": vae_test_loss(model, digit_data(cfg).heldout_images)["test_loss"]},
+              writes_gif=True),
+    ModelKind("text-cvae", "02", "a text-prompted CVAE of digits (MiniLM sentence embeddings, FiLM)",
+              train=lambda cfg, out, o: train_text_cvae(cfg, out, epochs=o.epochs, resume=o.resume, gif_path=o.gif),
+              load=lambda cfg, run: TextToDigit.from_checkpoint(run, cfg), check_prompt=_check_digit_prompt,
+              generate=_generate_digits, evaluate=_evaluate_text_cvae, domain="digits",
+              draw=lambda model, prompts, seed: torch.cat([model(p, n=1, seed=seed)[0] for p in prompts]),
+              measure=_measure_text_cvae, writes_gif=True),
+)

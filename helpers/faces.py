@@ -30,6 +30,7 @@ from helpers.facegen import (ConditionFn, attribute_conditions, judge_attribute_
                              train_attribute_judge, train_face_cvae, train_face_gan)
 from helpers.metrics import diversity, frechet_distance, kernel_inception_distance, standard_fid
 from helpers.models.faces import AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN, FaceGANConfig
+from helpers.registry import ModelKind, Samples, slug
 from helpers.train import GifFrames, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -337,6 +338,42 @@ def prompted_accuracy(judge: AttributeJudge, images: torch.Tensor, wanted: Seque
     return prompted_attribute_accuracy(judge, images, specs), sum(len(spec) for spec in specs)
 
 
+# ------------------------------------------------------------------------------------------ single-attribute prompts
+# Attributes a single-attribute prompt asks for (those a 64x64 face shows; the judge must also read them
+# reliably on real faces for a prompt to count, see `reliable`). Every face generator (04, 05) is measured on them.
+SINGLE_ATTRIBUTES = ("Smiling", "Eyeglasses", "Blond_Hair", "Black_Hair", "Gray_Hair", "Wearing_Hat", "Bald",
+                     "Mustache", "Wearing_Lipstick", "Bangs")
+
+
+def single_attribute_prompts(judged: Sequence[str]) -> dict[str, dict[str, bool]]:
+    """"a photo of a smiling person" -> {Smiling: True}, one per attribute the judge reads reliably,
+    plus "a photo of a man" / "a photo of a woman" when it reads Male."""
+    wanted = [{name: True} for name in SINGLE_ATTRIBUTES if name in judged]
+    if "Male" in judged:
+        wanted = [{"Male": True}, {"Male": False}] + wanted
+    return {prompt_for(spec): spec for spec in wanted}
+
+
+def single_attribute_accuracy(draw, judge, judged: Sequence[str], *, per_prompt: int = 16) -> dict:
+    """Prompted-attribute accuracy on single-attribute prompts for any face generator: `draw(texts)` returns one
+    face in [-1, 1] per prompt; the result is the share of faces the judge reads as showing what the prompt asked
+    for (per prompt and the mean over prompts), and the drawing time."""
+    prompts = single_attribute_prompts(judged)
+    if not prompts:
+        raise CourseError("the judge reads none of the prompted attributes reliably; train it longer "
+                          "(`python -m helpers train face-judge`)")
+    texts = [p for p in prompts for _ in range(per_prompt)]
+    start = time.perf_counter()
+    images = draw(texts)
+    seconds = time.perf_counter() - start
+    per = {}
+    for i, (prompt, spec) in enumerate(prompts.items()):
+        per[prompt] = prompted_accuracy(judge, images[i * per_prompt:(i + 1) * per_prompt], [spec] * per_prompt,
+                                        judged)[0]
+    return {"attribute_accuracy": sum(per.values()) / len(per), "per_prompt": per, "n": len(texts),
+            "ms_per_image": 1000 * seconds / len(texts), "images": images}
+
+
 # ------------------------------------------------------------------------------------------ comparison
 def heldout_captions(data: FaceSplits, seed: int = 0, limit: int | None = None) -> list[str]:
     """One random caption per held-out face: the prompts of the comparison (they say 2-5 attributes each)."""
@@ -435,3 +472,83 @@ def prompt_grid(faces: Mapping[str, PromptToFace], prompts: Sequence[str] = GRID
         blocks.append(labelled_grid((images + 1) / 2, [f"{name}: {p}" for p in prompts], ncol=n, scale=2))
     width = max(b.shape[2] for b in blocks)
     return torch.cat([torch.nn.functional.pad(b, (0, width - b.shape[2]), value=1.0) for b in blocks], dim=1)
+
+
+# ------------------------------------------------------------------------------------------ the registry's entries
+def _cli_train_face(model: str):
+    def train(cfg: CourseConfig, out: Path, options) -> None:
+        face = train_faces(cfg, model, options.condition, out, epochs=options.epochs, resume=options.resume,
+                           gif_path=options.gif)
+        print(f"trained {face.name} for {face.train_seconds:.0f} s; measure it with "
+              f"`python -m helpers evaluate --model {model} --condition {options.condition}`")
+
+    return train
+
+
+def _check_face_prompt(model: str):
+    def check(prompt: str | None) -> None:
+        if prompt is None:
+            raise CourseError(f'{model} needs a prompt, e.g. python -m helpers generate --model {model} '
+                              '"a smiling man with eyeglasses"')
+        read_prompt(prompt)
+
+    return check
+
+
+def _generate_faces(face: PromptToFace, options) -> Samples:
+    images, wanted = face(options.prompt, n=options.n, seed=options.seed)
+    note = f"read {options.prompt!r} as: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in wanted.items())
+    return Samples((images + 1) / 2, f"{face.name}_{slug(options.prompt)}_seed{options.seed}", 2, note)
+
+
+def _evaluate_faces(cfg: CourseConfig, face: PromptToFace, options) -> None:
+    from helpers.clip import load_clip
+
+    data = face_data(cfg)
+    clip = face.condition.encoder if face.condition.name == "clip" else load_clip(cfg)
+    judge, accuracy = load_or_train_face_judge(cfg, data)
+    print(f"judge: {len(reliable(accuracy))} attributes with held-out balanced accuracy >= {JUDGE_MIN}: "
+          f"{', '.join(reliable(accuracy))}")
+    rows = {"real held-out faces": real_reference(judge, accuracy, clip, data, seed=cfg.seed),
+            face.name: evaluate_faces(face, judge, accuracy, clip, data, seed=cfg.seed, inception=True)}
+    print(comparison_table(rows))
+    if "inception_skipped" in rows[face.name]:
+        print(f"standard FID skipped: {rows[face.name]['inception_skipped']}")
+    else:
+        print(f"standard FID (torchmetrics, FID-Inception weights, {rows[face.name]['inception_n']} faces): "
+              f"{rows[face.name]['inception_fid']:.2f}")
+
+
+def measure_single_attributes(cfg: CourseConfig, draw, n: int) -> dict:
+    """Notebook 08's number for any face generator: prompted-attribute accuracy of single-attribute prompts.
+    `draw(texts)` returns one face in [-1, 1] per prompt."""
+    judge, accuracy = load_or_train_face_judge(cfg, face_data(cfg))
+    judged = reliable(accuracy)
+    result = single_attribute_accuracy(draw, judge, judged, per_prompt=n)
+    return {"metric": "prompted-attribute accuracy, single-attribute prompts", "value": result["attribute_accuracy"],
+            "judge": sum(accuracy[a] for a in judged) / len(judged), "ms_per_sample": result["ms_per_image"]}
+
+
+def _face_kind(model: str, summary: str) -> ModelKind:
+    return ModelKind(
+        model, "04", summary, train=_cli_train_face(model),
+        load=lambda cfg, run: PromptToFace.from_checkpoint(run, cfg), check_prompt=_check_face_prompt(model),
+        generate=_generate_faces, evaluate=_evaluate_faces, domain="faces",
+        draw=lambda face, prompts, seed: torch.cat([face(p, n=1, seed=seed)[0] for p in prompts]).add(1).div(2),
+        measure=lambda cfg, face, n, seed: measure_single_attributes(
+            cfg, lambda texts: face.sample(face.condition.from_prompts(texts, seed), seed), n),
+        variants=((model, ""), (f"{model}-clip", " --condition clip")),
+        run_name=lambda options: run_name(model, options.condition), writes_gif=True)
+
+
+def _cli_train_face_judge(cfg: CourseConfig, out: Path, options) -> None:
+    _, accuracy = train_face_judge(cfg, out, epochs=options.epochs, progress=True)
+    print(f"held-out balanced accuracy, mean of 40 attributes: {sum(accuracy.values()) / len(accuracy):.3f}; "
+          f"reliable (>= {JUDGE_MIN}): {', '.join(reliable(accuracy)) or 'none'}")
+
+
+KINDS = (
+    _face_kind("celeba-cvae", "a conditional VAE of faces, prompted by attributes or by our CLIP's text embedding"),
+    _face_kind("celeba-gan", "a conditional GAN (hinge loss) of faces, prompted the same two ways"),
+    ModelKind(JUDGE, "04", "the attribute classifier that judges generated faces", train=_cli_train_face_judge),
+)

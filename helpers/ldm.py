@@ -28,23 +28,21 @@ import torch
 from helpers.checkpoint import has_checkpoint, read_checkpoint, read_index, record_run, recorded_run
 from helpers.clip import ClipTextEncoder, face_data, load_or_train_clip
 from helpers.config import CourseConfig, seed_everything
-from helpers.data.captions import FACE_EXAMPLE, caption, captions_for, prompt_for
+from helpers.data.captions import FACE_EXAMPLE, caption, captions_for
 from helpers.data.celeba import FaceSplits, to_float
 from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
 from helpers.errors import CourseError
 from helpers.text.prompts import check_prompt
-from helpers.faces import GRID_PROMPTS
+from helpers.faces import (GRID_PROMPTS, measure_single_attributes, prompted_accuracy, single_attribute_accuracy,
+                           single_attribute_prompts)
 from helpers.models.autoencoder import Autoencoder, AutoencoderConfig, psnr
 from helpers.models.unet import UNet, UNetConfig
+from helpers.registry import ModelKind, Samples, sampling_tag, slug
 from helpers.train import EMA, Checkpointing, Evaluate, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
 AE_KIND, KIND = "ldm-autoencoder", "ldm"
 GIF_SEEDS = 4
-# Attributes a single-attribute prompt asks for (those a 64x64 face shows; the judge must also read them
-# reliably on real faces for a prompt to count, see helpers.faces.reliable).
-SINGLE_ATTRIBUTES = ("Smiling", "Eyeglasses", "Blond_Hair", "Black_Hair", "Gray_Hair", "Wearing_Hat", "Bald",
-                     "Mustache", "Wearing_Lipstick", "Bangs")
 
 
 @dataclass(frozen=True)
@@ -345,37 +343,6 @@ def train_ldm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int |
 
 
 # ------------------------------------------------------------------------------------------ measuring
-def single_attribute_prompts(judged: Sequence[str]) -> dict[str, dict[str, bool]]:
-    """"a photo of a smiling person" -> {Smiling: True}, one per attribute the judge reads reliably,
-    plus "a photo of a man" / "a photo of a woman" when it reads Male."""
-    wanted = [{name: True} for name in SINGLE_ATTRIBUTES if name in judged]
-    if "Male" in judged:
-        wanted = [{"Male": True}, {"Male": False}] + wanted
-    return {prompt_for(spec): spec for spec in wanted}
-
-
-def single_attribute_accuracy(draw, judge, judged: Sequence[str], *, per_prompt: int = 16) -> dict:
-    """Prompted-attribute accuracy on single-attribute prompts for any face generator: `draw(texts)` returns one
-    face in [-1, 1] per prompt; the result is the share of faces the judge reads as showing what the prompt asked
-    for (per prompt and the mean over prompts), and the drawing time."""
-    from helpers.faces import prompted_accuracy
-
-    prompts = single_attribute_prompts(judged)
-    if not prompts:
-        raise CourseError("the judge reads none of the prompted attributes reliably; train it longer "
-                          "(`python -m helpers train face-judge`)")
-    texts = [p for p in prompts for _ in range(per_prompt)]
-    start = time.perf_counter()
-    images = draw(texts)
-    seconds = time.perf_counter() - start
-    per = {}
-    for i, (prompt, spec) in enumerate(prompts.items()):
-        per[prompt] = prompted_accuracy(judge, images[i * per_prompt:(i + 1) * per_prompt], [spec] * per_prompt,
-                                        judged)[0]
-    return {"attribute_accuracy": sum(per.values()) / len(per), "per_prompt": per, "n": len(texts),
-            "ms_per_image": 1000 * seconds / len(texts), "images": images}
-
-
 def attribute_accuracy(ldm: TextToFace, judge, judged: Sequence[str], *, per_prompt: int = 16,
                        guidance: float = 3.0, steps: int = 20, sampler: str = "dpm++2m", seed: int = 0) -> dict:
     """`single_attribute_accuracy` of the latent diffusion model at one guidance scale, sampler and step count."""
@@ -388,8 +355,6 @@ def attribute_accuracy(ldm: TextToFace, judge, judged: Sequence[str], *, per_pro
 def real_attribute_rates(judge, judged: Sequence[str], data: FaceSplits) -> dict[str, float]:
     """How often the judge sees each single-attribute prompt's attribute on real held-out faces: what an
     unconditional generator would score, the floor that prompting must beat."""
-    from helpers.faces import prompted_accuracy
-
     real = to_float(data.test_images)
     return {prompt: prompted_accuracy(judge, real, [spec] * len(real), judged)[0]
             for prompt, spec in single_attribute_prompts(judged).items()}
@@ -430,3 +395,75 @@ def reconstruction_grid(autoencoder: Autoencoder, images: torch.Tensor) -> torch
     recon = autoencoder.reconstruct(real)
     return labelled_grid((torch.cat([real, recon]).cpu() + 1) / 2, ["faces", "decoded"], ncol=len(images), scale=2,
                          label_width=60)
+
+
+# ------------------------------------------------------------------------------------------ the registry's entries
+def _cli_train_autoencoder(cfg: CourseConfig, out: Path, options) -> None:
+    _, history = train_autoencoder(cfg, out, epochs=options.epochs, resume=options.resume)
+    if history:
+        print(f"held-out reconstruction PSNR: {history[-1]['heldout_psnr']:.2f} dB; next: `python -m helpers train ldm`")
+
+
+def _reconstruct_faces(cfg: CourseConfig, autoencoder: Autoencoder, options) -> str:
+    from helpers.viz import save_image
+
+    faces = face_data(cfg)
+    path = save_image(reconstruction_grid(autoencoder, faces.test_images[: options.n]),
+                      Path(options.out or cfg.outputs_dir) / "ldm_autoencoder_reconstructions.png")
+    return (f"held-out PSNR {reconstruction_psnr(autoencoder, faces.test_images):.2f} dB over "
+            f"{len(faces.test_images)} faces ({faces.source}); top row faces, bottom row decoded -> {path}")
+
+
+def _cli_train_ldm(cfg: CourseConfig, out: Path, options) -> None:
+    model = train_ldm(cfg, out, epochs=options.epochs, resume=options.resume, gif_path=options.gif,
+                      time_budget=options.budget)
+    print(f"trained {model.parameters / 1e6:.1f}M-parameter latent UNet for {model.train_seconds:.0f} s; draw with "
+          f"`python -m helpers generate --model ldm \"a smiling woman\"`, measure with "
+          f"`python -m helpers evaluate --model ldm`")
+
+
+def _check_ldm_prompt(prompt: str | None) -> None:
+    if prompt is None or not prompt.strip():
+        raise CourseError('ldm needs a prompt describing a face, e.g. python -m helpers generate --model ldm '
+                          '"a smiling woman with blond hair"')
+    check_prompt(prompt, FACE_EXAMPLE)
+
+
+def _generate_ldm(model: TextToFace, options) -> Samples:
+    images = model(options.prompt, n=options.n, guidance=options.guidance, steps=options.steps,
+                   sampler=options.sampler, seed=options.seed, progress=True)
+    return Samples((images + 1) / 2, f"ldm_{slug(options.prompt)}_{sampling_tag(options)}", 2)
+
+
+def _evaluate_ldm(cfg: CourseConfig, model: TextToFace, options) -> None:
+    from helpers.faces import load_or_train_face_judge, reliable
+
+    data = face_data(cfg)
+    judge, accuracy = load_or_train_face_judge(cfg, data)
+    judged = reliable(accuracy)
+    real = real_attribute_rates(judge, judged, data)
+    print(f"judge reads {len(judged)} attributes reliably; real held-out faces show the single-attribute "
+          f"prompts' attributes {sum(real.values()) / max(len(real), 1):.1%} of the time (unprompted rate)")
+    for guidance in sorted({1.0, options.guidance}):
+        result = attribute_accuracy(model, judge, judged, guidance=guidance, steps=options.steps,
+                                    sampler=options.sampler, seed=options.seed)
+        print(f"{result['sampler']}, guidance {guidance:g}: prompted-attribute accuracy "
+              f"{result['attribute_accuracy']:.1%} ({result['n']} faces, {result['ms_per_image']:.0f} ms/face); "
+              + ", ".join(f"{p.replace('a photo of ', '')} {v:.0%}" for p, v in result["per_prompt"].items()))
+    fid = sample_fid(model, model.clip, data, guidance=options.guidance, steps=options.steps, sampler=options.sampler,
+                     seed=options.seed)
+    print(f"FID on our CLIP's image features ({fid['n']} faces from held-out captions): {fid['fid_clip']:.2f}")
+
+
+KINDS = (
+    ModelKind(AE_KIND, "05", "the face autoencoder whose latents the diffusion model learns",
+              train=_cli_train_autoencoder, load=lambda cfg, run: load_autoencoder(run, cfg.device),
+              reconstruct=_reconstruct_faces),
+    ModelKind(KIND, "05", "latent diffusion: a text-conditioned UNet (our CLIP, cross-attention) on face latents",
+              train=_cli_train_ldm, load=lambda cfg, run: TextToFace.from_checkpoint(run, cfg),
+              check_prompt=_check_ldm_prompt, generate=_generate_ldm, evaluate=_evaluate_ldm, domain="faces",
+              draw=lambda model, prompts, seed: model.generate(prompts, seed=seed).add(1).div(2),
+              measure=lambda cfg, model, n, seed: measure_single_attributes(
+                  cfg, lambda texts: model.generate(texts, seed=seed), n),
+              writes_gif=True, budgeted=True),
+)

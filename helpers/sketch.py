@@ -31,6 +31,7 @@ from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.judge import DigitJudge, DigitJudgeConfig
 from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
 from helpers.text.encoders import cached_embeddings, load_text_encoder
+from helpers.registry import ModelKind, Samples, slug
 from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -383,3 +384,76 @@ def evaluate_retrieval(sketch: TextToSketch, clip: ClipTextEncoder, data: Sketch
     return {"retrieval_r1": recall_at_1(images), "real_r1": recall_at_1(real), "chance": 1 / len(captions),
             "n": len(captions), **_reconstruction(sketch, data), "ms_per_sketch": ms, "images": images,
             "captions": captions}
+
+
+# ------------------------------------------------------------------------------------------ the registry's entries
+def _cli_train(cfg: CourseConfig, out: Path, options) -> None:
+    sketch = train_sketch_cvae(cfg, out, epochs=options.epochs, resume=options.resume, gif_path=options.gif,
+                               text_encoder=options.text_encoder, num_workers=options.workers,
+                               persistent_workers=options.workers > 0)
+    print(f"trained for {sketch.train_seconds:.0f} s with {sketch.extra['text_encoder']} text embeddings; held-out "
+          f"reconstruction BCE {sketch.history[-1]['heldout_bce']:.1f} per sketch; draw with `python -m helpers "
+          f"generate --model sketch-cvae --prompt \"a sketch of a cat\"`")
+
+
+def _check(prompt: str | None) -> None:
+    if prompt is None:
+        raise CourseError('sketch-cvae needs a prompt, e.g. python -m helpers generate --model sketch-cvae '
+                          '--prompt "a sketch of a cat"')
+    check_sketch_prompt(prompt)
+
+
+def _evaluate(cfg: CourseConfig, sketch: TextToSketch, options) -> None:
+    data = sketch_data(cfg)
+    if not data.classes:  # captioned scenes (zoheb/sketch-scene): judged by retrieval with our sketch CLIP
+        result = evaluate_retrieval(sketch, load_or_train_sketch_clip(cfg, data), data, seed=options.seed)
+        print(f"CLIP retrieval R@1 among {result['n']} held-out captions: {result['retrieval_r1']:.1%} "
+              f"(real sketches: {result['real_r1']:.1%}, chance {1 / result['n']:.1%})")
+    else:
+        judge, judge_accuracy = load_or_train_doodle_judge(cfg, data)
+        result = evaluate_sketches(sketch, judge, data, seed=options.seed)
+        print(f"judge accuracy on held-out real doodles: {judge_accuracy:.2%}")
+        print(f"judged class accuracy of {result['n']} generated sketches: {result['class_accuracy']:.1%} ("
+              + ", ".join(f"{c} {v:.0%}" for c, v in result["per_class"].items()) + ")")
+    print(f"held-out reconstruction BCE: {result['heldout_bce']:.1f} per sketch "
+          f"({result['bce_per_pixel']:.4f} per pixel)")
+
+
+def _reconstruct(cfg: CourseConfig, sketch: TextToSketch, options) -> str:
+    from helpers.viz import image_grid, save_image
+
+    data = sketch_data(cfg)
+    originals = data.test_images[: options.n]
+    recon = sketch.reconstruct(originals, data.test_captions[: options.n])
+    path = save_image(image_grid(1 - torch.cat([originals.float() / 255, recon]), nrow=options.n, scale=1),
+                      Path(options.out or cfg.outputs_dir) / "sketch_reconstructions.png")
+    return f"top row: held-out sketches ({data.source}), bottom row: reconstructions -> {path}"
+
+
+def _measure(cfg: CourseConfig, sketch: TextToSketch, n: int, seed: int) -> dict:
+    data = sketch_data(cfg)
+    if not data.classes:  # captioned scenes (zoheb/sketch-scene): judged by retrieval with our sketch CLIP
+        result = evaluate_retrieval(sketch, load_or_train_sketch_clip(cfg, data), data, n=6 * n, seed=seed)
+        return {"metric": f"CLIP retrieval R@1 among {result['n']} held-out captions", "value": result["retrieval_r1"],
+                "judge": result["real_r1"], "ms_per_sample": result["ms_per_sketch"]}
+    judge, judge_accuracy = load_or_train_doodle_judge(cfg, data)
+    result = evaluate_sketches(sketch, judge, data, per_class=n, seed=seed)
+    return {"metric": "judged class accuracy of class prompts", "value": result["class_accuracy"],
+            "judge": judge_accuracy, "ms_per_sample": result["ms_per_sketch"]}
+
+
+def _cli_train_judge(cfg: CourseConfig, out: Path, options) -> None:
+    _, accuracy = train_doodle_judge(cfg, out=out, epochs=options.epochs, progress=True)
+    print(f"judge accuracy on held-out doodles: {accuracy:.2%}")
+
+
+KINDS = (
+    ModelKind(KIND, "07", "a text-to-sketch CVAE at 128x128 (OpenAI's CLIP or ours as the text encoder)",
+              train=_cli_train, load=lambda cfg, run: TextToSketch.from_checkpoint(run, cfg), check_prompt=_check,
+              generate=lambda sketch, o: Samples(1 - sketch(o.prompt, n=o.n, seed=o.seed),
+                                                 f"sketch_{slug(o.prompt)}_seed{o.seed}", 1),
+              evaluate=_evaluate, reconstruct=_reconstruct, domain="sketches",
+              draw=lambda sketch, prompts, seed: 1 - sketch.generate(prompts, seed=seed), measure=_measure,
+              writes_gif=True),
+    ModelKind(JUDGE, "07", "the doodle classifier that judges generated sketches", train=_cli_train_judge),
+)

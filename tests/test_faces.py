@@ -254,7 +254,10 @@ def test_cli_refuses_bad_face_prompts_before_loading(tmp_path, prompt, pattern):
 
 def test_cli_face_generation_needs_a_checkpoint(tmp_path):
     result = _cli("generate", "--model", "celeba-gan", "a smiling man", "--checkpoint", str(tmp_path / "none"))
-    assert result.returncode == 2 and "python -m helpers train celeba-cvae" in result.stderr
+    assert result.returncode == 2 and f"python -m helpers train celeba-gan --out {tmp_path / 'none'}" in result.stderr
+    result = _cli("generate", "--model", "celeba-cvae", "a smiling man", "--condition", "clip",
+                  "--checkpoint", str(tmp_path / "none"))
+    assert "python -m helpers train celeba-cvae --condition clip --out" in result.stderr  # the command for that run
     result = _cli("generate", "--model", "celeba-cvae")
     assert result.returncode == 2 and "needs a prompt" in result.stderr
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from helpers import ldm
+from helpers import faces, ldm
 from helpers.__main__ import main
 from helpers.checkpoint import save_checkpoint
 from helpers.clip import CaptionTokenizer, caption_corpus
@@ -178,7 +178,7 @@ def test_refuses_a_changed_autoencoder_and_a_missing_checkpoint(tiny_cfg, tiny_f
 
 # ------------------------------------------------------------------------------------------ measuring
 def test_single_attribute_prompts_say_one_attribute():
-    prompts = ldm.single_attribute_prompts(["Male", "Smiling", "Eyeglasses", "Oval_Face"])
+    prompts = faces.single_attribute_prompts(["Male", "Smiling", "Eyeglasses", "Oval_Face"])
     assert list(prompts.values()) == [{"Male": True}, {"Male": False}, {"Smiling": True}, {"Eyeglasses": True}]
     for prompt, spec in prompts.items():
         assert parse_prompt(prompt) == spec
@@ -190,7 +190,7 @@ def test_attribute_accuracy_and_fid(runs, tiny_faces):
     model = runs[3]
     judge = AttributeJudge(AttributeJudgeConfig(image_size=32, width=8)).eval()
     result = ldm.attribute_accuracy(model, judge, ["Male", "Smiling"], per_prompt=2, steps=2)
-    assert set(result["per_prompt"]) == set(ldm.single_attribute_prompts(["Male", "Smiling"]))
+    assert set(result["per_prompt"]) == set(faces.single_attribute_prompts(["Male", "Smiling"]))
     assert result["images"].shape == (6, 3, 32, 32) and result["n"] == 6
 
     class SeesMenNotSmiling(torch.nn.Module):  # a judge that reads every face as a man who does not smile

@@ -228,3 +228,14 @@ def test_cli_generate_and_refusals(tiny_cfg, trained, tmp_path, capsys):
         assert main(argv + ["--out", str(bad), "--quick"]) == 2
         assert pattern in capsys.readouterr().err
         assert not bad.exists()
+
+
+def test_cli_evaluate_judges_the_class_prompts(tiny_cfg, tiny_sketches, trained, monkeypatch, capsys):
+    monkeypatch.setattr(sk, "sketch_data", lambda cfg: tiny_sketches)  # the data the tiny model was trained on
+    monkeypatch.setenv("COURSE_RUNS", str(tiny_cfg.runs_dir))
+    assert main(["evaluate", "--model", "sketch-cvae", "--checkpoint", str(tiny_cfg.runs_dir / "sketch"), "--quick"]) == 0
+    out = capsys.readouterr().out
+    judge = float(out.split("judge accuracy on held-out real doodles: ")[1].split("%")[0])
+    judged = float(out.split("generated sketches: ")[1].split("%")[0])
+    assert judge > 60 and judged > 100 / len(SKETCH_CLASSES)  # better than chance after 12 tiny epochs
+    assert "per sketch" in out and all(f"{name} " in out for name in SKETCH_CLASSES)
