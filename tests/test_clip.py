@@ -67,7 +67,7 @@ def test_recall_and_balanced_accuracy_by_hand():
 
 
 @pytest.mark.slow
-def test_clip_learns_drawn_attributes(quick_cfg, small_faces, tmp_path):
+def test_clip_learns_drawn_attributes(quick_cfg, small_faces, tmp_path, monkeypatch, capsys):
     """A short run on procedural faces: the loss falls and the attribute every caption names (man / woman) is
     learnt well above chance, zero-shot, on held-out faces; retrieval beats chance."""
     trainer = train_clip(quick_cfg, tmp_path / "clip", epochs=4, batch_size=32, progress=False, data=small_faces)
@@ -82,6 +82,16 @@ def test_clip_learns_drawn_attributes(quick_cfg, small_faces, tmp_path):
     assert torch.allclose(reloaded.encode(texts), encoder.encode(texts), atol=1e-5)
     tokens, mask = reloaded.encode_tokens(texts)
     assert tokens.shape[:2] == mask.shape and tokens.shape[2] == reloaded.token_dim
+    # the command line reports the same numbers for the saved run
+    import helpers.clip
+    from helpers.__main__ import main
+
+    monkeypatch.setattr(helpers.clip, "face_data", lambda cfg: small_faces)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "clip", "--checkpoint", str(tmp_path / "clip"), "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert f"R@10 {scores['text_to_image'][10]:.3f}" in out.split("text_to_image")[1].splitlines()[0]
+    assert f"zero-shot mean over 40 attributes: {scores['zero_shot_mean']:.3f}" in out
 
 
 def test_encoder_prompt_checks(small_faces, tokenizer):

@@ -273,6 +273,27 @@ def test_cli_generates_faces_from_a_trained_checkpoint(tiny_cfg, tiny_faces, tmp
     assert len(written) == 5 and any(name.endswith("_grid.png") for name in written)
 
 
+def test_cli_evaluates_a_face_generator(tiny_cfg, tiny_faces, tiny_clip, tmp_path, monkeypatch, capsys):
+    import helpers.clip
+    from helpers.__main__ import main
+
+    out = tmp_path / "cvae"
+    generator = faces.train_faces(tiny_cfg, "celeba-cvae", "attributes", out, data=tiny_faces, progress=False)
+    monkeypatch.setattr(faces, "face_data", lambda cfg: tiny_faces)  # the faces the tiny model was trained on
+    monkeypatch.setattr(helpers.clip, "load_clip", lambda cfg, run=None: tiny_clip[0])  # notebook 03's CLIP
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the papers' FID is skipped in one line, not downloaded
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "celeba-cvae", "--checkpoint", str(out), "--quick"]) == 0
+    printed = capsys.readouterr().out
+    table = [line for line in printed.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| model | prompted attr. acc.") and len(table) == 4  # header, rule, real, model
+    assert table[2].startswith("| real held-out faces |") and table[3].startswith(f"| {generator.name} |")
+    fid = float(table[3].split("|")[4])  # the model's FID on our CLIP's features, a number (the real row's is lower)
+    assert fid > float(table[2].split("|")[4])
+    assert "standard FID skipped:" in printed and "judge:" in printed
+
+
 def test_face_widget_follows_prompt_and_toggles(tiny_cfg, tiny_faces, tmp_path):
     pytest.importorskip("ipywidgets")
     import matplotlib
