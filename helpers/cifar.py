@@ -29,7 +29,7 @@ from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
 from helpers.errors import CourseError
 from helpers.text.prompts import check_prompt
 from helpers.models.unet import UNet, UNetConfig
-from helpers.registry import ModelKind, Samples, sampling_tag
+from helpers.registry import ModelKind, Samples, prompt_check, sampling_tag
 from helpers.train import EMA, Checkpointing, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -353,13 +353,6 @@ def _cli_train(cfg: CourseConfig, out: Path, options) -> None:
           f"`python -m helpers evaluate --model cifar-ddpm`")
 
 
-def _check_class_prompt(prompt: str | None) -> None:
-    if prompt is None:
-        raise CourseError('cifar-ddpm needs a prompt naming a CIFAR-10 class, e.g. python -m helpers generate '
-                          '--model cifar-ddpm "a photo of a cat"')
-    check_prompt(prompt, f'name one CIFAR-10 class, e.g. "a photo of a cat" ({", ".join(CIFAR10_CLASSES)})')
-
-
 def _generate(ddpm: ClassToImage, options) -> Samples:
     images, label = ddpm(options.prompt, n=options.n, guidance=options.guidance, steps=options.steps,
                          sampler=options.sampler, seed=options.seed, progress=True)
@@ -407,6 +400,8 @@ def _measure(cfg: CourseConfig, ddpm: ClassToImage, n: int, seed: int) -> dict:
 
 KINDS = (ModelKind(KIND, "06", "a class-conditional DDPM of CIFAR-10 (v-prediction, min-SNR, DPM-Solver++)",
                    train=_cli_train, load=lambda cfg, run: ClassToImage.from_checkpoint(run, cfg.device),
-                   check_prompt=_check_class_prompt, generate=_generate, evaluate=_evaluate, domain="cifar",
+                   check_prompt=prompt_check(KIND, '"a photo of a cat"', lambda text: check_prompt(
+                       text, f'name one CIFAR-10 class, e.g. "a photo of a cat" ({", ".join(CIFAR10_CLASSES)})')),
+                   generate=_generate, evaluate=_evaluate, domain="cifar",
                    draw=lambda ddpm, prompts, seed: torch.cat([ddpm(p, n=1, seed=seed)[0] for p in prompts]).add(1).div(2),
                    measure=_measure, writes_gif=True, budgeted=True),)

@@ -23,7 +23,7 @@ from helpers.errors import CourseError
 from helpers.text.prompts import check_prompt
 from helpers.models.cvae import TextCVAE, TextCVAEConfig, text_cvae_loss
 from helpers.models.vae import ConvVAE, ConvVAEConfig, elbo_loss
-from helpers.registry import ModelKind, Samples, slug
+from helpers.registry import ModelKind, Samples, prompt_check, slug
 from helpers.text.encoders import TextEncoder, cached_embeddings, load_text_encoder
 from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer
 from helpers.viz import image_grid
@@ -321,12 +321,6 @@ def _draw_vae(model: ConvVAE, prompts: list[str], seed: int) -> torch.Tensor:
     return torch.sigmoid(model.decode(z.to(next(model.parameters()).device))).cpu()
 
 
-def _check_digit_prompt(prompt: str | None) -> None:
-    if prompt is None:
-        raise CourseError('text-cvae needs a prompt, e.g. python -m helpers generate "Print number 5"')
-    check_prompt(prompt, DIGIT_EXAMPLE)
-
-
 def _generate_digits(model: TextToDigit, options) -> Samples:
     images, digit = model(options.prompt, n=options.n, seed=options.seed)
     return Samples(images, f"{slug(options.prompt)}_seed{options.seed}", note=f"read {options.prompt!r} as the digit {digit}")
@@ -365,7 +359,7 @@ KINDS = (
               writes_gif=True),
     ModelKind("text-cvae", "02", "a text-prompted CVAE of digits (MiniLM sentence embeddings, FiLM)",
               train=lambda cfg, out, o: train_text_cvae(cfg, out, epochs=o.epochs, resume=o.resume, gif_path=o.gif),
-              load=lambda cfg, run: TextToDigit.from_checkpoint(run, cfg), check_prompt=_check_digit_prompt,
+              load=lambda cfg, run: TextToDigit.from_checkpoint(run, cfg), check_prompt=prompt_check("text-cvae", '"Print number 5"', lambda text: check_prompt(text, DIGIT_EXAMPLE)),
               generate=_generate_digits, evaluate=_evaluate_text_cvae, domain="digits",
               draw=lambda model, prompts, seed: torch.cat([model(p, n=1, seed=seed)[0] for p in prompts]),
               measure=_measure_text_cvae, writes_gif=True),

@@ -30,7 +30,7 @@ from helpers.facegen import (ConditionFn, attribute_conditions, judge_attribute_
                              train_attribute_judge, train_face_cvae, train_face_gan)
 from helpers.metrics import diversity, frechet_distance, kernel_inception_distance, standard_fid
 from helpers.models.faces import AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN, FaceGANConfig
-from helpers.registry import ModelKind, Samples, slug
+from helpers.registry import ModelKind, Samples, prompt_check, slug
 from helpers.train import GifFrames, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -485,16 +485,6 @@ def _cli_train_face(model: str):
     return train
 
 
-def _check_face_prompt(model: str):
-    def check(prompt: str | None) -> None:
-        if prompt is None:
-            raise CourseError(f'{model} needs a prompt, e.g. python -m helpers generate --model {model} '
-                              '"a smiling man with eyeglasses"')
-        read_prompt(prompt)
-
-    return check
-
-
 def _generate_faces(face: PromptToFace, options) -> Samples:
     images, wanted = face(options.prompt, n=options.n, seed=options.seed)
     note = f"read {options.prompt!r} as: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in wanted.items())
@@ -532,7 +522,7 @@ def measure_single_attributes(cfg: CourseConfig, draw, n: int) -> dict:
 def _face_kind(model: str, summary: str) -> ModelKind:
     return ModelKind(
         model, "04", summary, train=_cli_train_face(model),
-        load=lambda cfg, run: PromptToFace.from_checkpoint(run, cfg), check_prompt=_check_face_prompt(model),
+        load=lambda cfg, run: PromptToFace.from_checkpoint(run, cfg), check_prompt=prompt_check(model, '"a smiling man with eyeglasses"', read_prompt),
         generate=_generate_faces, evaluate=_evaluate_faces, domain="faces",
         draw=lambda face, prompts, seed: torch.cat([face(p, n=1, seed=seed)[0] for p in prompts]).add(1).div(2),
         measure=lambda cfg, face, n, seed: measure_single_attributes(

@@ -37,7 +37,7 @@ from helpers.faces import (GRID_PROMPTS, measure_single_attributes, prompted_acc
                            single_attribute_prompts)
 from helpers.models.autoencoder import Autoencoder, AutoencoderConfig, psnr
 from helpers.models.unet import UNet, UNetConfig
-from helpers.registry import ModelKind, Samples, sampling_tag, slug
+from helpers.registry import ModelKind, Samples, prompt_check, sampling_tag, slug
 from helpers.train import EMA, Checkpointing, Evaluate, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -422,13 +422,6 @@ def _cli_train_ldm(cfg: CourseConfig, out: Path, options) -> None:
           f"`python -m helpers evaluate --model ldm`")
 
 
-def _check_ldm_prompt(prompt: str | None) -> None:
-    if prompt is None or not prompt.strip():
-        raise CourseError('ldm needs a prompt describing a face, e.g. python -m helpers generate --model ldm '
-                          '"a smiling woman with blond hair"')
-    check_prompt(prompt, FACE_EXAMPLE)
-
-
 def _generate_ldm(model: TextToFace, options) -> Samples:
     images = model(options.prompt, n=options.n, guidance=options.guidance, steps=options.steps,
                    sampler=options.sampler, seed=options.seed, progress=True)
@@ -461,7 +454,9 @@ KINDS = (
               reconstruct=_reconstruct_faces),
     ModelKind(KIND, "05", "latent diffusion: a text-conditioned UNet (our CLIP, cross-attention) on face latents",
               train=_cli_train_ldm, load=lambda cfg, run: TextToFace.from_checkpoint(run, cfg),
-              check_prompt=_check_ldm_prompt, generate=_generate_ldm, evaluate=_evaluate_ldm, domain="faces",
+              check_prompt=prompt_check(KIND, '"a smiling woman with blond hair"',
+                                        lambda text: check_prompt(text, FACE_EXAMPLE)),
+              generate=_generate_ldm, evaluate=_evaluate_ldm, domain="faces",
               draw=lambda model, prompts, seed: model.generate(prompts, seed=seed).add(1).div(2),
               measure=lambda cfg, model, n, seed: measure_single_attributes(
                   cfg, lambda texts: model.generate(texts, seed=seed), n),

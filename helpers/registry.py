@@ -102,10 +102,12 @@ def sampling_tag(options: argparse.Namespace) -> str:
     return f"{slug(options.sampler.replace('+', 'p'))}{options.steps}_w{options.guidance:g}_seed{options.seed}"
 
 
-def needs_prompt(model: str, example: str) -> Callable[[str | None], None]:
-    """The check of a prompted model whose prompt was left out (its own checks follow when one is given)."""
+def prompt_check(model: str, example: str, read: Callable[[str], object]) -> Callable[[str | None], None]:
+    """A prompted model's cheap check before anything is loaded: a prompt must be given (the line says how, with
+    `example`), then `read` refuses what the model cannot draw."""
     def check(prompt: str | None) -> None:
         if prompt is None:
             raise CourseError(f"{model} needs a prompt, e.g. python -m helpers generate --model {model} {example}")
+        read(prompt)
 
     return check

@@ -31,7 +31,7 @@ from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.judge import DigitJudge, DigitJudgeConfig
 from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
 from helpers.text.encoders import cached_embeddings, load_text_encoder
-from helpers.registry import ModelKind, Samples, slug
+from helpers.registry import ModelKind, Samples, prompt_check, slug
 from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -396,13 +396,6 @@ def _cli_train(cfg: CourseConfig, out: Path, options) -> None:
           f"generate --model sketch-cvae --prompt \"a sketch of a cat\"`")
 
 
-def _check(prompt: str | None) -> None:
-    if prompt is None:
-        raise CourseError('sketch-cvae needs a prompt, e.g. python -m helpers generate --model sketch-cvae '
-                          '--prompt "a sketch of a cat"')
-    check_sketch_prompt(prompt)
-
-
 def _evaluate(cfg: CourseConfig, sketch: TextToSketch, options) -> None:
     data = sketch_data(cfg)
     if not data.classes:  # captioned scenes (zoheb/sketch-scene): judged by retrieval with our sketch CLIP
@@ -449,7 +442,7 @@ def _cli_train_judge(cfg: CourseConfig, out: Path, options) -> None:
 
 KINDS = (
     ModelKind(KIND, "07", "a text-to-sketch CVAE at 128x128 (OpenAI's CLIP or ours as the text encoder)",
-              train=_cli_train, load=lambda cfg, run: TextToSketch.from_checkpoint(run, cfg), check_prompt=_check,
+              train=_cli_train, load=lambda cfg, run: TextToSketch.from_checkpoint(run, cfg), check_prompt=prompt_check(KIND, '--prompt "a sketch of a cat"', check_sketch_prompt),
               generate=lambda sketch, o: Samples(1 - sketch(o.prompt, n=o.n, seed=o.seed),
                                                  f"sketch_{slug(o.prompt)}_seed{o.seed}", 1),
               evaluate=_evaluate, reconstruct=_reconstruct, domain="sketches",

@@ -223,7 +223,8 @@ def test_cli_generates_and_refuses(runs, tmp_path, capsys):
                  "--steps", "2", "--out", str(out), "--quick"]) == 0
     assert len(list(out.glob("ldm_a-smiling-woman_dpmpp2m2_w3_seed0_*.png"))) == 3  # 2 samples + the grid
     for argv, pattern in [
-        (["generate", "--model", "ldm", "", "--checkpoint", str(root / "ldm")], "needs a prompt"),
+        (["generate", "--model", "ldm", "", "--checkpoint", str(root / "ldm")], "the prompt is empty"),
+        (["generate", "--model", "ldm", "--checkpoint", str(root / "ldm")], "needs a prompt"),
         (["generate", "--model", "ldm", "a man", "--checkpoint", str(tmp_path / "none")], "no checkpoint in"),
         (["generate", "--model", "ldm", "a man", "--checkpoint", str(root / "ldm"), "--guidance", "-2"],
          "guidance must be"),
