@@ -31,12 +31,12 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
-from torch.utils.data import Dataset
 
-from helpers.files import save_npz_atomic, write_atomic, write_json_atomic
 from helpers.config import CourseConfig
 from helpers.data.hub import load_parquet, source_of
+from helpers.data.splits import Splits, Uint8Images, choose_source
 from helpers.errors import CourseError
+from helpers.files import save_npz_atomic, write_atomic, write_json_atomic
 
 ATTRIBUTES: tuple[str, ...] = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
@@ -70,23 +70,15 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
 
 
-class FaceDataset(Dataset):
+class FaceDataset(Uint8Images):
     """(image float (3, S, S) in [-1, 1], attributes float (40,) of 0/1, index int64); memory stays uint8."""
 
-    def __init__(self, images: torch.Tensor, attrs: torch.Tensor):
-        if len(images) != len(attrs):
-            raise ValueError(f"{len(images)} images but {len(attrs)} attribute rows")
-        self.images, self.attrs = images, attrs
-
-    def __len__(self) -> int:
-        return len(self.images)
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return to_float(self.images[index]), self.attrs[index].float(), torch.tensor(index, dtype=torch.int64)
+        return to_float(self.images[index]), self.rows[index].float(), torch.tensor(index, dtype=torch.int64)
 
 
-@dataclass
-class FaceSplits:
+@dataclass(repr=False)
+class FaceSplits(Splits):
     """uint8 images (N, 3, S, S) and uint8 attributes (N, 40) of 0/1, for training and for held-out tests."""
 
     train_images: torch.Tensor
@@ -95,16 +87,8 @@ class FaceSplits:
     test_attrs: torch.Tensor
     source: str
     image_size: int = 64
-
-    def train_set(self) -> FaceDataset:
-        return FaceDataset(self.train_images, self.train_attrs)
-
-    def test_set(self) -> FaceDataset:
-        return FaceDataset(self.test_images, self.test_attrs)
-
-    def __repr__(self) -> str:
-        return (f"FaceSplits(train={len(self.train_images)}, test={len(self.test_images)}, "
-                f"size={self.image_size}, source={self.source})")
+    dataset = FaceDataset
+    rows = "attrs"
 
 
 def _as_splits(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], source: str,
@@ -638,12 +622,8 @@ def load_celeba(cfg: CourseConfig, source: str = "auto", image_size: int = 64, l
     if limit is not None and limit < 1:
         raise CourseError(f"limit={limit} keeps no training face; pass None or a positive number")
     files = _local_files(cfg)
-    if source == "auto":
-        source = "local" if files else ("synthetic" if cfg.quick else "download")
+    source = choose_source(cfg, source, bool(files), "download", needs=f"{LOCAL_TAR} and {LOCAL_CSV}")
     if source == "local":
-        if files is None:
-            raise CourseError(f"source='local' needs {LOCAL_TAR} and {LOCAL_CSV} in COURSE_DATA "
-                              f"(now {cfg.local_data or 'unset'}); set COURSE_DATA=<folder holding both>")
         train, test = _load_local(cfg, *files, image_size)
         return _as_splits(train, test, f"local CelebA sample {files[0]}", image_size, limit)
     if source == "download":

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from torch.utils.data import Dataset
 
 from helpers.config import CourseConfig
 from helpers.data.celeba import to_float
+from helpers.data.splits import Splits, Uint8Images, choose_source
 from helpers.errors import CourseError
 from helpers.files import save_npz_atomic
 
@@ -54,23 +54,15 @@ CACHE_VERSION = 1  # bump when decoding changes: older caches are then rebuilt
 
 
 # ------------------------------------------------------------------------------------------ containers
-class ImageDataset(Dataset):
+class ImageDataset(Uint8Images):
     """(image float (3, S, S) in [-1, 1], label int64) pairs; the images stay uint8 until an item is read."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return to_float(self.images[index]), self.labels[index]
+        return to_float(self.images[index]), self.rows[index]
 
 
-@dataclass
-class ImageSplits:
+@dataclass(repr=False)
+class ImageSplits(Splits):
     """uint8 images (N, 3, S, S) and int64 labels (N,) for training, and the same for held-out tests."""
 
     train_images: torch.Tensor
@@ -79,20 +71,11 @@ class ImageSplits:
     test_labels: torch.Tensor
     source: str
     classes: tuple[str, ...] = CIFAR10_CLASSES
+    dataset = ImageDataset
 
     @property
     def image_size(self) -> int:
         return int(self.train_images.shape[-1])
-
-    def train_set(self) -> ImageDataset:
-        return ImageDataset(self.train_images, self.train_labels)
-
-    def test_set(self) -> ImageDataset:
-        return ImageDataset(self.test_images, self.test_labels)
-
-    def __repr__(self) -> str:
-        return (f"ImageSplits(train={len(self.train_labels)}, test={len(self.test_labels)}, "
-                f"size={self.image_size}, classes={len(self.classes)}, source={self.source})")
 
 
 # ------------------------------------------------------------------------------------------ array helpers
@@ -458,12 +441,9 @@ def load_cifar10(cfg: CourseConfig, source: str = "auto", image_size: int = 32,
     """
     _check_arguments(source, image_size, limit_per_class)
     local = _local_source(cfg)
-    if source == "auto":
-        source = "local" if local else ("synthetic" if cfg.quick else "torchvision")
+    source = choose_source(cfg, source, bool(local), "torchvision",
+                           needs=f"{LOCAL_TAR} (or torchvision's {TORCHVISION_FOLDER}/)")
     if source == "local":
-        if local is None:
-            raise CourseError(f"source='local' needs {LOCAL_TAR} (or torchvision's {TORCHVISION_FOLDER}/) in "
-                              f"COURSE_DATA (now {cfg.local_data or 'unset'}); set COURSE_DATA=<folder holding it>")
         kind, path = local
         if kind == "tar":
             train, test = _load_local_tar(cfg, path)

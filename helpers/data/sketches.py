@@ -28,10 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from torch.utils.data import Dataset
 
 from helpers.config import CourseConfig
 from helpers.data.hub import load_parquet, source_of
+from helpers.data.splits import Splits, Uint8Images
 from helpers.errors import CourseError
 
 SKETCH_CLASSES: tuple[str, ...] = ("apple", "bicycle", "cat", "diamond", "eye", "fish")
@@ -52,21 +52,15 @@ def class_caption(name: str, rng: random.Random | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------ containers
-class SketchDataset(Dataset):
+class SketchDataset(Uint8Images):
     """(sketch float (1, S, S) in [0, 1] (ink = 1), caption index int64, label int64)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
     def __getitem__(self, index: int):
-        return self.images[index].float() / 255.0, torch.tensor(index, dtype=torch.int64), self.labels[index]
+        return self.images[index].float() / 255.0, torch.tensor(index, dtype=torch.int64), self.rows[index]
 
 
-@dataclass
-class SketchSplits:
+@dataclass(repr=False)
+class SketchSplits(Splits):
     train_images: torch.Tensor  # uint8 (N, 1, S, S), ink = 255
     train_captions: list[str]
     train_labels: torch.Tensor  # int64 (N,), -1 = no class
@@ -75,20 +69,11 @@ class SketchSplits:
     test_labels: torch.Tensor
     classes: tuple[str, ...]
     source: str
+    dataset = SketchDataset
 
     @property
     def image_size(self) -> int:
         return int(self.train_images.shape[-1])
-
-    def train_set(self) -> SketchDataset:
-        return SketchDataset(self.train_images, self.train_labels)
-
-    def test_set(self) -> SketchDataset:
-        return SketchDataset(self.test_images, self.test_labels)
-
-    def __repr__(self) -> str:
-        return (f"SketchSplits(train={len(self.train_images)}, test={len(self.test_images)}, size={self.image_size}, "
-                f"classes={len(self.classes)}, source={self.source})")
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
