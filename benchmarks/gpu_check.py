@@ -45,7 +45,7 @@ def _environment(work: Path, steps: int) -> dict[str, str]:
 
 def measure(model: str, env: dict[str, str], work: Path) -> dict:
     """Train `model` for the capped steps; its images/s and peak memory from the checkpoint's history."""
-    from helpers.config import RECIPES
+    from helpers.registry import recipes
 
     out = work / "runs" / f"check-{model}"
     start = time.perf_counter()
@@ -59,7 +59,7 @@ def measure(model: str, env: dict[str, str], work: Path) -> dict:
     history = index["extra"].get("history") or []
     rates = [h["images_per_second"] for h in history if "images_per_second" in h]
     rate = max(rates) if rates else float("nan")  # the first epoch includes warm-up (cuDNN autotuning, caches)
-    recipe = RECIPES.get(model, {}).get("full")
+    recipe = recipes().get(model, {}).get("full")
     images = MODELS[model]
     row = {"model": model, "ok": True, "seconds": round(seconds, 1), "images_per_second": round(rate, 1),
            "peak_memory_gib": max((h.get("peak_memory_gib") or 0 for h in history), default=0) or None,

@@ -23,13 +23,13 @@ from typing import Sequence
 import torch
 
 from helpers.checkpoint import has_checkpoint, read_checkpoint, read_index
-from helpers.config import CourseConfig, seed_everything
+from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.cifar10 import CIFAR10_CLASSES, ImageSplits, load_cifar10
 from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
 from helpers.errors import CourseError
 from helpers.text.prompts import check_prompt
 from helpers.models.unet import UNet, UNetConfig
-from helpers.registry import ModelKind, Samples, prompt_check, sampling_tag
+from helpers.registry import ModelKind, Samples, sampling_tag
 from helpers.train import EMA, Checkpointing, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -398,10 +398,21 @@ def _measure(cfg: CourseConfig, ddpm: ClassToImage, n: int, seed: int) -> dict:
             "value": result["class_accuracy"], "judge": judge_accuracy, "ms_per_sample": result["ms_per_image"]}
 
 
+# Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    # Notebook 06: the class-conditional DDPM (width = channels of the UNet's first level; the rest of its
+    # settings are helpers.cifar.SETTINGS), trained to a time budget: 90 s on the CPU, 15 min on a GPU.
+    "cifar-ddpm": {
+        "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=32, latent_dim=0, time_budget=90),
+        "full": Recipe(epochs=100, batch_size=128, lr=1e-3, width=64, latent_dim=0, gif_every=2, time_budget=15 * 60),
+    },
+}
+
+
 KINDS = (ModelKind(KIND, "06", "a class-conditional DDPM of CIFAR-10 (v-prediction, min-SNR, DPM-Solver++)",
                    train=_cli_train, load=lambda cfg, run: ClassToImage.from_checkpoint(run, cfg.device),
-                   check_prompt=prompt_check(KIND, '"a photo of a cat"', lambda text: check_prompt(
-                       text, f'name one CIFAR-10 class, e.g. "a photo of a cat" ({", ".join(CIFAR10_CLASSES)})')),
+                   example="a photo of a cat", read_prompt=lambda text: check_prompt(
+                       text, f'name one CIFAR-10 class, e.g. "a photo of a cat" ({", ".join(CIFAR10_CLASSES)})'),
                    generate=_generate, evaluate=_evaluate, domain="cifar",
                    draw=lambda ddpm, prompts, seed: torch.cat([ddpm(p, n=1, seed=seed)[0] for p in prompts]).add(1).div(2),
                    measure=_measure, writes_gif=True, budgeted=True),)

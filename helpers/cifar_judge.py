@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.checkpoint import load_or_train, read_checkpoint
-from helpers.config import CourseConfig, seed_everything
+from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.celeba import to_float
 from helpers.data.cifar10 import CIFAR10_CLASSES, ImageSplits, load_cifar10
 from helpers.models.judge import CifarJudge, CifarJudgeConfig
@@ -164,6 +164,17 @@ def class_accuracy(judge: CifarJudge, images: torch.Tensor, labels: torch.Tensor
 def _cli_train(cfg: CourseConfig, out: Path, options) -> None:
     _, accuracy = train_cifar_judge(cfg, out=out, epochs=options.epochs, progress=True)
     print(f"judge accuracy on held-out CIFAR-10 images: {accuracy:.2%}")
+
+
+# Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    # CIFAR-10 class judge (notebook 06): quick = 1,000 images per class, 3 epochs, ~15 s on 2 CPU cores;
+    # full = the whole training set for 3 minutes with a cosine schedule (the 15-min UNet makes 18 in all).
+    "cifar-judge": {
+        "quick": Recipe(epochs=3, batch_size=128, lr=3e-3, width=16, latent_dim=0),
+        "full": Recipe(epochs=30, batch_size=256, lr=2e-3, width=64, latent_dim=0, time_budget=3 * 60),
+    },
+}
 
 
 KINDS = (ModelKind(KIND, "06", "the CIFAR-10 classifier that judges generated images (and gives FID its features)",

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from helpers.checkpoint import load_or_train, read_checkpoint
-from helpers.config import CourseConfig, seed_everything
+from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.captions import FACE_EXAMPLE, caption, zero_shot_prompts
 from helpers.data.celeba import ATTRIBUTES, FaceSplits, load_celeba, to_float
 from helpers.text.prompts import check_prompt
@@ -314,6 +314,16 @@ def _measure_clip(cfg: CourseConfig, encoder: ClipTextEncoder, n: int, seed: int
     scores = evaluate_clip(encoder, faces.test_images, faces.test_attrs)
     return {"metric": "text->image R@10 (zero-shot attribute mean)", "value": scores["text_to_image"][10],
             "extra": scores["zero_shot_mean"]}
+
+
+# Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    # CelebA track (notebooks 03-04): 4,500 real local faces or 4,000 procedural ones in quick mode.
+    "clip": {  # width = CNN stem channels (text transformer width 4x), latent_dim = shared embedding size
+        "quick": Recipe(epochs=12, batch_size=64, lr=1e-3, width=16, latent_dim=128),
+        "full": Recipe(epochs=30, batch_size=256, lr=5e-4, width=32, latent_dim=128),
+    },
+}
 
 
 KINDS = (ModelKind("clip", "03", "CLIP from scratch on face captions", train=_cli_train_clip,

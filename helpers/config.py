@@ -85,83 +85,6 @@ class Recipe:
     time_budget: float | None = None
 
 
-# quick: 5,000 real digits on a 2-core CPU; full: 60,000 MNIST digits on a GPU (or a patient CPU).
-RECIPES: dict[str, dict[str, Recipe]] = {
-    "vae": {
-        "quick": Recipe(epochs=8, batch_size=32, lr=2e-3, width=16, latent_dim=20),
-        "full": Recipe(epochs=30, batch_size=128, lr=1e-3, width=32, latent_dim=20),
-    },
-    "vae-2d": {  # the 2-D latent VAE of notebook 01's latent map
-        "quick": Recipe(epochs=8, batch_size=32, lr=2e-3, width=16, latent_dim=2),
-        "full": Recipe(epochs=15, batch_size=128, lr=1e-3, width=32, latent_dim=2),
-    },
-    "text-cvae": {
-        "quick": Recipe(epochs=15, batch_size=64, lr=2e-3, width=16, latent_dim=4, kl_warmup_epochs=1),
-        "full": Recipe(epochs=30, batch_size=128, lr=1e-3, width=32, latent_dim=4, kl_warmup_epochs=2),
-    },
-    # CelebA track (notebooks 03-04): 4,500 real local faces or 4,000 procedural ones in quick mode.
-    "clip": {  # width = CNN stem channels (text transformer width 4x), latent_dim = shared embedding size
-        "quick": Recipe(epochs=12, batch_size=64, lr=1e-3, width=16, latent_dim=128),
-        "full": Recipe(epochs=30, batch_size=256, lr=5e-4, width=32, latent_dim=128),
-    },
-    # Notebook 04: both face generators get the same epochs and batch size (same data, same budget);
-    # width = channels of the first stage, latent_dim = z of the CVAE / noise of the GAN.
-    "celeba-cvae": {
-        "quick": Recipe(epochs=3, batch_size=64, lr=2e-3, width=16, latent_dim=16, kl_warmup_epochs=1),
-        "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=32, kl_warmup_epochs=2, gif_every=2),
-    },
-    "celeba-gan": {
-        "quick": Recipe(epochs=3, batch_size=64, lr=2e-4, width=16, latent_dim=100),
-        "full": Recipe(epochs=40, batch_size=128, lr=2e-4, width=64, latent_dim=100, gif_every=2),
-    },
-    "face-judge": {  # the attribute classifier that grades generated faces
-        "quick": Recipe(epochs=2, batch_size=64, lr=2e-3, width=16, latent_dim=0),
-        "full": Recipe(epochs=5, batch_size=128, lr=1e-3, width=32, latent_dim=0),
-    },
-    # CIFAR-10 class judge (notebook 06): quick = 1,000 images per class, 3 epochs, ~15 s on 2 CPU cores;
-    # full = the whole training set for 3 minutes with a cosine schedule (the 15-min UNet makes 18 in all).
-    "cifar-judge": {
-        "quick": Recipe(epochs=3, batch_size=128, lr=3e-3, width=16, latent_dim=0),
-        "full": Recipe(epochs=30, batch_size=256, lr=2e-3, width=64, latent_dim=0, time_budget=3 * 60),
-    },
-    "judge": {
-        "quick": Recipe(epochs=12, batch_size=64, lr=2e-3, width=32, latent_dim=0),
-        "full": Recipe(epochs=4, batch_size=128, lr=2e-3, width=32, latent_dim=0),
-    },
-    # Notebook 06: the class-conditional DDPM (width = channels of the UNet's first level; the rest of its
-    # settings are helpers.cifar.SETTINGS), trained to a time budget: 90 s on the CPU, 15 min on a GPU.
-    "cifar-ddpm": {
-        "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=32, latent_dim=0, time_budget=90),
-        "full": Recipe(epochs=100, batch_size=128, lr=1e-3, width=64, latent_dim=0, gif_every=2, time_budget=15 * 60),
-    },
-    # Notebook 05, stage 1: the face autoencoder (width = channels at 64x64; settings in helpers.ldm.SETTINGS).
-    # Full mode: 4 minutes, so that notebook 05 trains in under 20 minutes on one GPU with the UNet's 15.
-    "ldm-autoencoder": {
-        "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=16, latent_dim=4),
-        "full": Recipe(epochs=20, batch_size=128, lr=5e-4, width=64, latent_dim=4, time_budget=4 * 60),
-    },
-    # Notebook 05, stage 2: the text-conditioned UNet on 16x16x4 latents (width = its first level's channels),
-    # trained to a time budget: 130 s on the CPU, 15 min on a GPU.
-    "ldm": {
-        "quick": Recipe(epochs=3, batch_size=32, lr=2e-3, width=32, latent_dim=0, time_budget=130),
-        "full": Recipe(epochs=100, batch_size=256, lr=5e-4, width=128, latent_dim=0, gif_every=5,
-                       time_budget=15 * 60),
-    },
-    # Notebook 07: the text-to-sketch CVAE at 128x128 (width = first conv's channels, latent_dim = z),
-    # the CLIP trained on the sketch captions when OpenAI's is not available, and the doodle judge.
-    "sketch-cvae": {
-        "quick": Recipe(epochs=3, batch_size=64, lr=2e-3, width=8, latent_dim=16, beta=2.0),
-        "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=16, beta=2.0, gif_every=2),
-    },
-    "clip-sketch": {
-        "quick": Recipe(epochs=3, batch_size=64, lr=5e-4, width=16, latent_dim=64),
-        "full": Recipe(epochs=20, batch_size=256, lr=5e-4, width=32, latent_dim=128),
-    },
-    "doodle-judge": {
-        "quick": Recipe(epochs=3, batch_size=128, lr=2e-3, width=32, latent_dim=0),
-        "full": Recipe(epochs=6, batch_size=128, lr=2e-3, width=32, latent_dim=0),
-    },
-}
 
 
 # What each notebook costs, for the line its first cell prints. quick: seconds top to bottom on the 2-core CPU of the
@@ -206,15 +129,17 @@ class CourseConfig:
 
         Asking for `epochs` trains that many epochs, not the recipe's time budget; COURSE_TIME_BUDGET (set by
         `python -m helpers train ... --time-budget`) gives every recipe that budget unless `time_budget` is given."""
-        if model not in RECIPES:
-            raise KeyError(f"no recipe for {model!r}; known: {', '.join(RECIPES)}")
+        from helpers.registry import recipes  # declared by each track module, beside its model kinds
+
+        if model not in recipes():
+            raise KeyError(f"no recipe for {model!r}; known: {', '.join(recipes())}")
         fields = {k: v for k, v in overrides.items() if v is not None}
         if "time_budget" not in fields:
             if os.environ.get("COURSE_TIME_BUDGET"):
                 fields["time_budget"] = os.environ["COURSE_TIME_BUDGET"]
             elif "epochs" in fields:
                 fields["time_budget"] = None
-        return replace(RECIPES[model][self.mode], **fields)
+        return replace(recipes()[model][self.mode], **fields)
 
     def samples(self, n: int) -> int:
         """How many images an evaluation that wants `n` draws: `n`, or the smoke cap under COURSE_SMOKE=1."""

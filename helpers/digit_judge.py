@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.checkpoint import load_or_train, read_checkpoint
-from helpers.config import CourseConfig, seed_everything
+from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.prompts import PromptSet
 from helpers.digits import TextToDigit, digit_data
 from helpers.models.judge import DigitJudge, DigitJudgeConfig
@@ -89,6 +89,15 @@ def prompt_accuracy(generator: TextToDigit, judge: DigitJudge, prompts: PromptSe
 def _cli_train_judge(cfg: CourseConfig, out: Path, options) -> None:
     _, accuracy = train_judge(cfg, out, epochs=options.epochs, progress=True)
     print(f"judge accuracy on held-out digits: {accuracy:.2%}")
+
+
+# Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    "judge": {
+        "quick": Recipe(epochs=12, batch_size=64, lr=2e-3, width=32, latent_dim=0),
+        "full": Recipe(epochs=4, batch_size=128, lr=2e-3, width=32, latent_dim=0),
+    },
+}
 
 
 KINDS = (ModelKind("judge", "02", "the digit classifier that judges generated digits", train=_cli_train_judge),)

@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from helpers.checkpoint import read_checkpoint
-from helpers.config import CourseConfig, seed_everything
+from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.mnist import DigitSplits, load_mnist
 from helpers.data.prompts import DIGIT_WORDS, PromptSet, digit_prompts, refusal_prompts
 from helpers.errors import CourseError
 from helpers.text.prompts import check_prompt
 from helpers.models.cvae import TextCVAE, TextCVAEConfig, text_cvae_loss
 from helpers.models.vae import ConvVAE, ConvVAEConfig, elbo_loss
-from helpers.registry import ModelKind, Samples, prompt_check, slug
+from helpers.registry import ModelKind, Samples, slug
 from helpers.text.encoders import TextEncoder, cached_embeddings, load_text_encoder
 from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer
 from helpers.viz import image_grid
@@ -291,11 +291,6 @@ def _cli_train_vae(cfg: CourseConfig, out: Path, options) -> None:
     print(f"held-out loss (BCE-sum + KL per image): {trainer.history[-1]['test_loss']:.2f}")
 
 
-def _refuse_a_prompt(prompt: str | None) -> None:
-    if prompt is not None:
-        raise CourseError("the vae is unconditional: drop the prompt, or use --model text-cvae")
-
-
 def _evaluate_vae(cfg: CourseConfig, model: ConvVAE, options) -> None:
     result = vae_test_loss(model, digit_data(cfg).heldout_images)
     print(f"held-out loss (BCE-sum + KL per image): {result['test_loss']:.2f} "
@@ -347,9 +342,27 @@ def _measure_text_cvae(cfg: CourseConfig, model: TextToDigit, n: int, seed: int)
             "ms_per_sample": 1000 * (time.perf_counter() - start) / result["n_images"]}
 
 
+# Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    # quick: 5,000 real digits on a 2-core CPU; full: 60,000 MNIST digits on a GPU (or a patient CPU).
+    "vae": {
+        "quick": Recipe(epochs=8, batch_size=32, lr=2e-3, width=16, latent_dim=20),
+        "full": Recipe(epochs=30, batch_size=128, lr=1e-3, width=32, latent_dim=20),
+    },
+    "vae-2d": {  # the 2-D latent VAE of notebook 01's latent map
+        "quick": Recipe(epochs=8, batch_size=32, lr=2e-3, width=16, latent_dim=2),
+        "full": Recipe(epochs=15, batch_size=128, lr=1e-3, width=32, latent_dim=2),
+    },
+    "text-cvae": {
+        "quick": Recipe(epochs=15, batch_size=64, lr=2e-3, width=16, latent_dim=4, kl_warmup_epochs=1),
+        "full": Recipe(epochs=30, batch_size=128, lr=1e-3, width=32, latent_dim=4, kl_warmup_epochs=2),
+    },
+}
+
+
 KINDS = (
     ModelKind("vae", "01", "a convolutional VAE of MNIST digits", train=_cli_train_vae,
-              load=lambda cfg, run: load_vae(run, cfg.device), check_prompt=_refuse_a_prompt,
+              load=lambda cfg, run: load_vae(run, cfg.device),
               generate=lambda model, o: Samples(model.sample(o.n, generator=torch.Generator().manual_seed(o.seed)).cpu(),
                                                 f"vae_seed{o.seed}"),
               evaluate=_evaluate_vae, reconstruct=_reconstruct_vae, domain="digits", draw=_draw_vae,
@@ -359,7 +372,8 @@ KINDS = (
               writes_gif=True),
     ModelKind("text-cvae", "02", "a text-prompted CVAE of digits (MiniLM sentence embeddings, FiLM)",
               train=lambda cfg, out, o: train_text_cvae(cfg, out, epochs=o.epochs, resume=o.resume, gif_path=o.gif),
-              load=lambda cfg, run: TextToDigit.from_checkpoint(run, cfg), check_prompt=prompt_check("text-cvae", '"Print number 5"', lambda text: check_prompt(text, DIGIT_EXAMPLE)),
+              load=lambda cfg, run: TextToDigit.from_checkpoint(run, cfg), example="Print number 5",
+              read_prompt=lambda text: check_prompt(text, DIGIT_EXAMPLE),
               generate=_generate_digits, evaluate=_evaluate_text_cvae, domain="digits",
               draw=lambda model, prompts, seed: torch.cat([model(p, n=1, seed=seed)[0] for p in prompts]),
               measure=_measure_text_cvae, writes_gif=True),

@@ -21,7 +21,7 @@ import torch
 
 from helpers.checkpoint import has_checkpoint, load_or_train, read_checkpoint, record_run, recorded_run
 from helpers.clip import ClipTextEncoder, face_data, load_or_train_clip
-from helpers.config import CourseConfig, seed_everything
+from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.captions import FACE_EXAMPLE, captions_for, describe_vocabulary, parse_prompt, prompt_for
 from helpers.data.celeba import ATTRIBUTES, FaceSplits, to_float
 from helpers.errors import CourseError
@@ -30,7 +30,7 @@ from helpers.facegen import (ConditionFn, attribute_conditions, judge_attribute_
                              train_attribute_judge, train_face_cvae, train_face_gan)
 from helpers.metrics import diversity, frechet_distance, kernel_inception_distance, standard_fid
 from helpers.models.faces import AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN, FaceGANConfig
-from helpers.registry import ModelKind, Samples, prompt_check, slug
+from helpers.registry import ModelKind, Samples, slug
 from helpers.train import GifFrames, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -522,7 +522,8 @@ def measure_single_attributes(cfg: CourseConfig, draw, n: int) -> dict:
 def _face_kind(model: str, summary: str) -> ModelKind:
     return ModelKind(
         model, "04", summary, train=_cli_train_face(model),
-        load=lambda cfg, run: PromptToFace.from_checkpoint(run, cfg), check_prompt=prompt_check(model, '"a smiling man with eyeglasses"', read_prompt),
+        load=lambda cfg, run: PromptToFace.from_checkpoint(run, cfg), example="a smiling man with eyeglasses",
+        read_prompt=read_prompt,
         generate=_generate_faces, evaluate=_evaluate_faces, domain="faces",
         draw=lambda face, prompts, seed: torch.cat([face(p, n=1, seed=seed)[0] for p in prompts]).add(1).div(2),
         measure=lambda cfg, face, n, seed: measure_single_attributes(
@@ -535,6 +536,25 @@ def _cli_train_face_judge(cfg: CourseConfig, out: Path, options) -> None:
     _, accuracy = train_face_judge(cfg, out, epochs=options.epochs, progress=True)
     print(f"held-out balanced accuracy, mean of 40 attributes: {sum(accuracy.values()) / len(accuracy):.3f}; "
           f"reliable (>= {JUDGE_MIN}): {', '.join(reliable(accuracy)) or 'none'}")
+
+
+# Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    # Notebook 04: both face generators get the same epochs and batch size (same data, same budget);
+    # width = channels of the first stage, latent_dim = z of the CVAE / noise of the GAN.
+    "celeba-cvae": {
+        "quick": Recipe(epochs=3, batch_size=64, lr=2e-3, width=16, latent_dim=16, kl_warmup_epochs=1),
+        "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=32, kl_warmup_epochs=2, gif_every=2),
+    },
+    "celeba-gan": {
+        "quick": Recipe(epochs=3, batch_size=64, lr=2e-4, width=16, latent_dim=100),
+        "full": Recipe(epochs=40, batch_size=128, lr=2e-4, width=64, latent_dim=100, gif_every=2),
+    },
+    "face-judge": {  # the attribute classifier that grades generated faces
+        "quick": Recipe(epochs=2, batch_size=64, lr=2e-3, width=16, latent_dim=0),
+        "full": Recipe(epochs=5, batch_size=128, lr=1e-3, width=32, latent_dim=0),
+    },
+}
 
 
 KINDS = (

@@ -27,7 +27,7 @@ import torch
 
 from helpers.checkpoint import has_checkpoint, read_checkpoint, read_index, record_run, recorded_run
 from helpers.clip import ClipTextEncoder, face_data, load_or_train_clip
-from helpers.config import CourseConfig, seed_everything
+from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.captions import FACE_EXAMPLE, caption, captions_for
 from helpers.data.celeba import FaceSplits, to_float
 from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
@@ -37,7 +37,7 @@ from helpers.faces import (GRID_PROMPTS, measure_single_attributes, prompted_acc
                            single_attribute_prompts)
 from helpers.models.autoencoder import Autoencoder, AutoencoderConfig, psnr
 from helpers.models.unet import UNet, UNetConfig
-from helpers.registry import ModelKind, Samples, prompt_check, sampling_tag, slug
+from helpers.registry import ModelKind, Samples, sampling_tag, slug
 from helpers.train import EMA, Checkpointing, Evaluate, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -448,14 +448,31 @@ def _evaluate_ldm(cfg: CourseConfig, model: TextToFace, options) -> None:
     print(f"FID on our CLIP's image features ({fid['n']} faces from held-out captions): {fid['fid_clip']:.2f}")
 
 
+# Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    # Notebook 05, stage 1: the face autoencoder (width = channels at 64x64; settings in helpers.ldm.SETTINGS).
+    # Full mode: 4 minutes, so that notebook 05 trains in under 20 minutes on one GPU with the UNet's 15.
+    "ldm-autoencoder": {
+        "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=16, latent_dim=4),
+        "full": Recipe(epochs=20, batch_size=128, lr=5e-4, width=64, latent_dim=4, time_budget=4 * 60),
+    },
+    # Notebook 05, stage 2: the text-conditioned UNet on 16x16x4 latents (width = its first level's channels),
+    # trained to a time budget: 130 s on the CPU, 15 min on a GPU.
+    "ldm": {
+        "quick": Recipe(epochs=3, batch_size=32, lr=2e-3, width=32, latent_dim=0, time_budget=130),
+        "full": Recipe(epochs=100, batch_size=256, lr=5e-4, width=128, latent_dim=0, gif_every=5,
+                       time_budget=15 * 60),
+    },
+}
+
+
 KINDS = (
     ModelKind(AE_KIND, "05", "the face autoencoder whose latents the diffusion model learns",
               train=_cli_train_autoencoder, load=lambda cfg, run: load_autoencoder(run, cfg.device),
               reconstruct=_reconstruct_faces),
     ModelKind(KIND, "05", "latent diffusion: a text-conditioned UNet (our CLIP, cross-attention) on face latents",
               train=_cli_train_ldm, load=lambda cfg, run: TextToFace.from_checkpoint(run, cfg),
-              check_prompt=prompt_check(KIND, '"a smiling woman with blond hair"',
-                                        lambda text: check_prompt(text, FACE_EXAMPLE)),
+              example="a smiling woman with blond hair", read_prompt=lambda text: check_prompt(text, FACE_EXAMPLE),
               generate=_generate_ldm, evaluate=_evaluate_ldm, domain="faces",
               draw=lambda model, prompts, seed: model.generate(prompts, seed=seed).add(1).div(2),
               measure=lambda cfg, model, n, seed: measure_single_attributes(

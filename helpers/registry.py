@@ -7,6 +7,7 @@ model touches its track's module (and its notebook): nothing here, nothing in th
 
     kinds()          name -> ModelKind, in course order (notebook 01 first)
     kind("ldm")      one of them, or a one-line CourseError listing the others
+    recipes()        name -> {"quick": Recipe, "full": Recipe}: every track's RECIPES (`cfg.recipe` reads them)
 """
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ class ModelKind:
     summary: str  # what it is, in a few words
     train: Callable[[CourseConfig, Path, argparse.Namespace], None]  # train into the folder, print what it measured
     load: Callable[[CourseConfig, Path], Any] | None = None  # the trained model of a run folder
-    # cheap checks of the prompt (None for unconditional models) before anything is loaded
-    check_prompt: Callable[[str | None], None] | None = None
+    example: str | None = None  # a prompt it draws well, e.g. "Print number 5"; None: an unconditional model
+    read_prompt: Callable[[str], object] | None = None  # refuses (one line) what it cannot draw, before any loading
     generate: Callable[[Any, argparse.Namespace], Samples] | None = None
     evaluate: Callable[[CourseConfig, Any, argparse.Namespace], None] | None = None  # prints its report
     reconstruct: Callable[[CourseConfig, Any, argparse.Namespace], str] | None = None  # writes, returns a line
@@ -62,6 +63,19 @@ class ModelKind:
     writes_gif: bool = False  # training writes a GIF of fixed prompts, one frame per epoch
     budgeted: bool = False  # `--time-budget` goes to its own training only (not to the models it trains first)
 
+    def check_prompt(self, prompt: str | None) -> None:
+        """The cheap checks before anything is loaded: a prompted model needs a prompt (the line says how), an
+        unconditional one takes none, and `read_prompt` refuses what the model cannot draw."""
+        if self.example is None:
+            if prompt is not None:
+                raise CourseError(f"the {self.name} is unconditional: drop the prompt, or choose a prompted model "
+                                  f"(python -m helpers models)")
+        elif prompt is None:
+            raise CourseError(f'{self.name} needs a prompt, e.g. python -m helpers generate --model {self.name} '
+                              f'"{self.example}"')
+        elif self.read_prompt is not None:
+            self.read_prompt(prompt)
+
     def runs(self) -> tuple[tuple[str, str], ...]:
         return self.variants or ((self.name, ""),)
 
@@ -73,6 +87,7 @@ class ModelKind:
 
 
 _KINDS: dict[str, ModelKind] = {}
+_RECIPES: dict[str, dict] = {}
 
 
 def kinds() -> dict[str, ModelKind]:
@@ -84,6 +99,18 @@ def kinds() -> dict[str, ModelKind]:
                     raise RuntimeError(f"model kind {item.name!r} is declared twice ({module})")
                 _KINDS[item.name] = item
     return _KINDS
+
+
+def recipes() -> dict[str, dict]:
+    """Every track's training settings, name -> {"quick": Recipe, "full": Recipe}: each model kind's, plus the
+    helpers a track trains on the way (e.g. "vae-2d", "clip-sketch"). The inner dicts are the tracks' own."""
+    if not _RECIPES:
+        for module in TRACKS:
+            for name, modes in importlib.import_module(module).RECIPES.items():
+                if name in _RECIPES:
+                    raise RuntimeError(f"recipe {name!r} is declared twice ({module})")
+                _RECIPES[name] = modes
+    return _RECIPES
 
 
 def kind(name: str) -> ModelKind:
@@ -100,14 +127,3 @@ def slug(text: str, limit: int = 40) -> str:
 def sampling_tag(options: argparse.Namespace) -> str:
     """'dpmpp2m20_w3_seed0': sampler, steps, guidance and seed in a file name ("+" spelt "p")."""
     return f"{slug(options.sampler.replace('+', 'p'))}{options.steps}_w{options.guidance:g}_seed{options.seed}"
-
-
-def prompt_check(model: str, example: str, read: Callable[[str], object]) -> Callable[[str | None], None]:
-    """A prompted model's cheap check before anything is loaded: a prompt must be given (the line says how, with
-    `example`), then `read` refuses what the model cannot draw."""
-    def check(prompt: str | None) -> None:
-        if prompt is None:
-            raise CourseError(f"{model} needs a prompt, e.g. python -m helpers generate --model {model} {example}")
-        read(prompt)
-
-    return check

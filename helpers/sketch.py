@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from helpers.checkpoint import (has_checkpoint, load_or_train, read_checkpoint, read_index, record_run,
                                recorded_run)
 from helpers.clip import CaptionTokenizer, ClipTextEncoder
-from helpers.config import CourseConfig, seed_everything
+from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.sketches import SketchSplits, class_caption, load_sketches
 from helpers.errors import CourseError
 from helpers.text.prompts import check_prompt
@@ -31,7 +31,7 @@ from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.judge import DigitJudge, DigitJudgeConfig
 from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
 from helpers.text.encoders import cached_embeddings, load_text_encoder
-from helpers.registry import ModelKind, Samples, prompt_check, slug
+from helpers.registry import ModelKind, Samples, slug
 from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
@@ -440,9 +440,29 @@ def _cli_train_judge(cfg: CourseConfig, out: Path, options) -> None:
     print(f"judge accuracy on held-out doodles: {accuracy:.2%}")
 
 
+# Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    # Notebook 07: the text-to-sketch CVAE at 128x128 (width = first conv's channels, latent_dim = z),
+    # the CLIP trained on the sketch captions when OpenAI's is not available, and the doodle judge.
+    "sketch-cvae": {
+        "quick": Recipe(epochs=3, batch_size=64, lr=2e-3, width=8, latent_dim=16, beta=2.0),
+        "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=16, beta=2.0, gif_every=2),
+    },
+    "clip-sketch": {
+        "quick": Recipe(epochs=3, batch_size=64, lr=5e-4, width=16, latent_dim=64),
+        "full": Recipe(epochs=20, batch_size=256, lr=5e-4, width=32, latent_dim=128),
+    },
+    "doodle-judge": {
+        "quick": Recipe(epochs=3, batch_size=128, lr=2e-3, width=32, latent_dim=0),
+        "full": Recipe(epochs=6, batch_size=128, lr=2e-3, width=32, latent_dim=0),
+    },
+}
+
+
 KINDS = (
     ModelKind(KIND, "07", "a text-to-sketch CVAE at 128x128 (OpenAI's CLIP or ours as the text encoder)",
-              train=_cli_train, load=lambda cfg, run: TextToSketch.from_checkpoint(run, cfg), check_prompt=prompt_check(KIND, '--prompt "a sketch of a cat"', check_sketch_prompt),
+              train=_cli_train, load=lambda cfg, run: TextToSketch.from_checkpoint(run, cfg), example="a sketch of a cat",
+              read_prompt=check_sketch_prompt,
               generate=lambda sketch, o: Samples(1 - sketch(o.prompt, n=o.n, seed=o.seed),
                                                  f"sketch_{slug(o.prompt)}_seed{o.seed}", 1),
               evaluate=_evaluate, reconstruct=_reconstruct, domain="sketches",

@@ -467,7 +467,7 @@ class Trainer:
         except torch.OutOfMemoryError:
             raise CourseError(
                 f"the GPU ran out of memory with batches of {self.batch_size} images: halve the recipe's batch_size "
-                f"(helpers/config.py RECIPES, or batch_size= where a train function takes it) and double the "
+                f"(the RECIPES of its track module, or batch_size= where a train function takes it) and double the "
                 f"accumulation (--grad-accum {2 * self.grad_accum}, or COURSE_GRAD_ACCUM={2 * self.grad_accum}) "
                 f"to keep the effective batch") from None
         if self.device.type == "cuda" and self.peak_memory_gib is None and self.step == 1 and self.stepped:

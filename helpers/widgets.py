@@ -1,4 +1,4 @@
-"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02, 04 and 05).
+"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02, 04, 05 and 08).
 
 The apps only wire widgets to functions that already exist (`TextToDigit`, a VAE decoder); they render
 with matplotlib into an Output widget, so they work in JupyterLab, classic Notebook and Colab.
@@ -42,6 +42,7 @@ def _app(children: list, controls: dict, redraw: Callable[[], tuple[torch.Tensor
 
     for control in controls.values():
         control.observe(update, names="value")
+    app.refresh = update  # redraw now (for a control that is not in `controls`)
     update()
     return app
 
@@ -161,3 +162,66 @@ def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with b
 
     controls = {"prompt": prompt, "sampler": sampler, "guidance": guidance, "steps": steps, "seed": seed}
     return _app([prompt, widgets.HBox([sampler, guidance]), widgets.HBox([steps, seed])], controls, redraw)
+
+
+def model_app(cfg, n: int = 8):
+    """Notebook 08's widget: every generator trained under `cfg.runs_dir`, found through the model registry (no
+    model is named here). Pick one, type a prompt (each model starts from an example it draws well), move the seed;
+    guidance and steps reach the diffusion models. The models are loaded on first use and kept."""
+    import shlex
+
+    import ipywidgets as widgets
+
+    from helpers.__main__ import build_parser
+    from helpers.checkpoint import read_index
+    from helpers.registry import kinds
+
+    trained = {}  # run folder -> (kind, the options that trained this variant)
+    for item in kinds().values():
+        for folder, options in item.runs() if item.generate is not None else ():
+            try:
+                read_index(cfg.run_dir(folder))
+            except CourseError:  # not trained (or damaged: notebook 08's inventory says how to retrain it)
+                continue
+            trained[folder] = (item, options)
+    if not trained:
+        raise CourseError(f"no trained generator in {cfg.runs_dir}: run notebooks 01-07 first (or "
+                          f"python -m helpers train <model>; python -m helpers models lists them)")
+    prompted = [folder for folder, (item, _) in trained.items() if item.example is not None]
+    model = widgets.Dropdown(options=list(trained), value=(prompted or list(trained))[0], description="model")
+    prompt = widgets.Text(description="prompt", continuous_update=False, layout=widgets.Layout(width="420px"))
+    seed = widgets.IntSlider(value=0, min=0, max=99, description="seed", continuous_update=False)
+    guidance = widgets.FloatSlider(value=3.0, min=0.0, max=8.0, step=0.5, description="guidance",
+                                   continuous_update=False)
+    steps = widgets.IntSlider(value=20, min=5, max=100, step=5, description="steps", continuous_update=False)
+    loaded = {}
+
+    def follow_model(change=None):
+        """A new model starts from its example prompt (none for an unconditional model): one redraw."""
+        example = trained[model.value][0].example or ""
+        prompt.disabled = not example
+        if prompt.value != example:
+            prompt.value = example  # the prompt's observer redraws
+        elif change is not None:
+            app.refresh()
+
+    follow_model()
+
+    def redraw():
+        item, variant = trained[model.value]
+        text = prompt.value if item.example is not None else None
+        item.check_prompt(text)  # one line, before anything is loaded
+        options = build_parser().parse_args(["generate", "--model", item.name, *shlex.split(variant), "--n", str(n),
+                                             "--seed", str(seed.value), "--guidance", str(guidance.value),
+                                             "--steps", str(steps.value)])
+        options.prompt = text
+        if model.value not in loaded:
+            loaded[model.value] = item.load(cfg, cfg.run_dir(model.value))
+        samples = item.generate(loaded[model.value], options)
+        return image_grid(samples.images, nrow=n, scale=max(1, samples.scale // 2)), samples.note or model.value
+
+    controls = {"prompt": prompt, "seed": seed, "guidance": guidance, "steps": steps}
+    app = _app([widgets.HBox([model, seed]), prompt, widgets.HBox([guidance, steps])], controls, redraw)
+    model.observe(follow_model, names="value")
+    app.controls["model"] = model
+    return app

@@ -58,7 +58,7 @@ def test_smoke_caps_evaluations_only_under_course_smoke(monkeypatch):
 
 
 def test_recipes_train_to_a_time_budget_unless_asked_for_epochs(monkeypatch):
-    from helpers.config import RECIPES
+    from helpers.registry import recipes
 
     monkeypatch.delenv("COURSE_TIME_BUDGET", raising=False)
     full, quick = get_config(quick=False), get_config(quick=True)
@@ -70,4 +70,4 @@ def test_recipes_train_to_a_time_budget_unless_asked_for_epochs(monkeypatch):
     assert quick.recipe("vae").time_budget == "20m" and full.recipe("ldm", epochs=3).time_budget == "20m"
     # notebooks 05 and 06 train at most 20 minutes in full mode, on any GPU
     for models in (("ldm-autoencoder", "ldm"), ("cifar-judge", "cifar-ddpm")):
-        assert sum(RECIPES[m]["full"].time_budget for m in models) <= 20 * 60
+        assert sum(recipes()[m]["full"].time_budget for m in models) <= 20 * 60

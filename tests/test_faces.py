@@ -43,7 +43,10 @@ def tiny_cfg(quick_cfg):
     from dataclasses import replace
 
     # 1-epoch, narrow recipes: these tests check the plumbing, test_face_cvae_learns_its_condition the learning.
-    from helpers.config import RECIPES, Recipe
+    from helpers.config import Recipe
+    from helpers.registry import recipes
+
+    RECIPES = recipes()  # the tracks' own tables, restored after the module's tests
 
     saved = {k: RECIPES[k]["quick"] for k in ("celeba-cvae", "celeba-gan", "face-judge")}
     RECIPES["celeba-cvae"]["quick"] = Recipe(epochs=1, batch_size=16, lr=2e-3, width=8, latent_dim=8)

@@ -9,7 +9,7 @@ from helpers import faces, ldm
 from helpers.__main__ import main
 from helpers.checkpoint import save_checkpoint
 from helpers.clip import CaptionTokenizer, caption_corpus
-from helpers.config import RECIPES, Recipe
+from helpers.config import Recipe
 from helpers.data.captions import parse_prompt
 from helpers.data.celeba import ATTRIBUTES, FaceSplits, synthetic_faces
 from helpers.diffusion import guided
@@ -17,6 +17,7 @@ from helpers.errors import CourseError
 from helpers.models.autoencoder import Autoencoder, AutoencoderConfig, psnr
 from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.unet import UNet, UNetConfig
+from helpers.registry import recipes
 
 TINY = replace(ldm.SETTINGS["quick"], ae_mults=(1, 2), unet_mults=(1, 2), attention_levels=(1,))
 
@@ -29,6 +30,7 @@ def tiny_faces() -> FaceSplits:
 
 @pytest.fixture(scope="module")
 def tiny_cfg(quick_cfg):
+    RECIPES = recipes()  # the tracks' own tables, restored after the module's tests
     saved = {k: RECIPES[k]["quick"] for k in ("ldm-autoencoder", "ldm")}
     RECIPES["ldm-autoencoder"]["quick"] = Recipe(epochs=2, batch_size=32, lr=2e-3, width=8, latent_dim=4)
     RECIPES["ldm"]["quick"] = Recipe(epochs=1, batch_size=32, lr=1e-3, width=16, latent_dim=0)
@@ -177,6 +179,19 @@ def test_refuses_a_changed_autoencoder_and_a_missing_checkpoint(tiny_cfg, tiny_f
 
 
 # ------------------------------------------------------------------------------------------ measuring
+class SeesMenNotSmiling(torch.nn.Module):
+    """A judge with known answers: it reads every face as a man who does not smile."""
+
+    def __init__(self):
+        super().__init__()
+        self.device_probe = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        logits = torch.full((len(images), len(ATTRIBUTES)), -5.0)
+        logits[:, ATTRIBUTES.index("Male")] = 5.0
+        return logits
+
+
 def test_single_attribute_prompts_say_one_attribute():
     prompts = faces.single_attribute_prompts(["Male", "Smiling", "Eyeglasses", "Oval_Face"])
     assert list(prompts.values()) == [{"Male": True}, {"Male": False}, {"Smiling": True}, {"Eyeglasses": True}]
@@ -193,16 +208,6 @@ def test_attribute_accuracy_and_fid(runs, tiny_faces):
     assert set(result["per_prompt"]) == set(faces.single_attribute_prompts(["Male", "Smiling"]))
     assert result["images"].shape == (6, 3, 32, 32) and result["n"] == 6
 
-    class SeesMenNotSmiling(torch.nn.Module):  # a judge that reads every face as a man who does not smile
-        def __init__(self):
-            super().__init__()
-            self.device_probe = torch.nn.Parameter(torch.zeros(1))
-
-        def forward(self, images):
-            logits = torch.full((len(images), len(ATTRIBUTES)), -5.0)
-            logits[:, ATTRIBUTES.index("Male")] = 5.0
-            return logits
-
     result = ldm.attribute_accuracy(model, SeesMenNotSmiling(), ["Male", "Smiling"], per_prompt=2, steps=2)
     # "a man" is right, "a woman" and "a smiling person" are wrong on every face: a mean of 1/3 over the prompts
     assert list(result["per_prompt"].values()) == [1.0, 0.0, 0.0]
@@ -216,6 +221,22 @@ def test_attribute_accuracy_and_fid(runs, tiny_faces):
 
 
 # ------------------------------------------------------------------------------------------ CLI
+def test_cli_evaluate_reports_the_judged_attributes_and_fid(runs, tiny_faces, monkeypatch, capsys):
+    root, *_ = runs
+    monkeypatch.setattr(ldm, "face_data", lambda cfg: tiny_faces)
+    monkeypatch.setattr(faces, "load_or_train_face_judge",  # the judge trusts two attributes; it sees only men
+                        lambda cfg, data: (SeesMenNotSmiling(), {"Male": 0.95, "Smiling": 0.9, "Bald": 0.6}))
+    assert main(["evaluate", "--model", "ldm", "--checkpoint", str(root / "ldm"), "--steps", "2", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "judge reads 2 attributes reliably" in out
+    # "a man" always right, "a woman" and "a smiling person" never: 1/3 at both guidance scales
+    for guidance in (1, 3):
+        assert (f"dpm++2m-2, guidance {guidance}: prompted-attribute accuracy 33.3% (48 faces" in out
+                and "a man 100%, a woman 0%, a smiling person 0%" in out), out
+    fid = float(out.split("FID on our CLIP's image features (32 faces from held-out captions): ")[1].split()[0])
+    assert fid > 0
+
+
 def test_cli_generates_and_refuses(runs, tmp_path, capsys):
     root, *_ = runs
     out = tmp_path / "out"

@@ -6,11 +6,12 @@ import torch
 
 from helpers import sketch as sk
 from helpers.__main__ import main
-from helpers.config import RECIPES, Recipe
+from helpers.config import Recipe
 from helpers.data.sketches import (LOCAL_FILE, SKETCH_CLASSES, SketchSplits, load_sketches, synthetic_sketches,
                                    _captions)
 from helpers.errors import CourseError
 from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
+from helpers.registry import recipes
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +24,7 @@ def tiny_sketches() -> SketchSplits:
 
 @pytest.fixture(scope="module")
 def tiny_cfg(quick_cfg, tmp_path_factory):
+    RECIPES = recipes()  # the tracks' own tables, restored after the module's tests
     saved = {k: RECIPES[k]["quick"] for k in ("sketch-cvae", "clip-sketch", "doodle-judge")}
     RECIPES["sketch-cvae"]["quick"] = Recipe(epochs=12, batch_size=32, lr=3e-3, width=8, latent_dim=8)
     RECIPES["clip-sketch"]["quick"] = Recipe(epochs=1, batch_size=32, lr=5e-4, width=8, latent_dim=16)

@@ -55,3 +55,37 @@ def test_latent_app_follows_its_sliders():
     app.controls["z1"].value = 0.5
     app.controls["z1"].value = -2.0
     assert torch.equal(app.shown["image"], after)
+
+
+def test_model_app_offers_every_trained_generator_from_the_registry(quick_cfg, bank, tmp_path):
+    from dataclasses import replace
+
+    from helpers.checkpoint import save_checkpoint
+    from helpers.errors import CourseError
+    from helpers.models import ConvVAE, ConvVAEConfig
+    from helpers.widgets import model_app
+
+    cfg = replace(quick_cfg, runs_dir=tmp_path)
+    with pytest.raises(CourseError, match="no trained generator"):
+        model_app(cfg)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "vae", "vae", ConvVAE(ConvVAEConfig(width=8, latent_dim=4)))
+    save_checkpoint(tmp_path / "text-cvae", "text-cvae", TextCVAE(TextCVAEConfig(latent_dim=4, width=8)))
+    (tmp_path / "sketch-cvae").mkdir()
+    (tmp_path / "sketch-cvae" / "checkpoint.json").write_text("{not json")  # a damaged run is left out
+
+    app = model_app(cfg, n=3)
+    assert list(app.controls["model"].options) == ["vae", "text-cvae"]  # course order, the trained ones only
+    assert app.controls["model"].value == "text-cvae" and app.controls["prompt"].value == "Print number 5"
+    first = app.shown["image"]
+    assert first is not None and first.shape[-1] > 3 * 28 and "5" in app.shown["title"]
+    app.controls["seed"].value = 1
+    assert not torch.equal(app.shown["image"], first)
+    app.controls["prompt"].value = "draw a cat"
+    assert app.shown["image"] is None and "does not ask for a digit" in app.shown["error"]
+
+    app.controls["model"].value = "vae"  # unconditional: no prompt, a fresh grid
+    assert app.controls["prompt"].disabled and app.controls["prompt"].value == ""
+    assert app.shown["error"] is None and app.shown["image"] is not None and app.shown["title"] == "vae"
+    app.controls["model"].value = "text-cvae"  # back to its example prompt
+    assert app.controls["prompt"].value == "Print number 5" and app.shown["error"] is None
