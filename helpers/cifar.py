@@ -1,4 +1,4 @@
-"""Notebook 06's track: a class-conditional DDPM on CIFAR-10, from a prompt to an image.
+"""Notebook 05's track: a class-conditional DDPM on CIFAR-10, from a prompt to an image.
 
     prompt --ClassReader (MiniLM similarity to class names)--> class --sample(DPM-Solver++/DDIM/DDPM, guidance)--> image
 
@@ -39,7 +39,7 @@ GIF_SEEDS = 4  # samples per class in the training GIF
 
 @dataclass(frozen=True)
 class DDPMSettings:
-    """What the DDPM of notebook 06 needs beyond a Recipe (epochs, batch size, lr and width live there)."""
+    """What the DDPM of notebook 05 needs beyond a Recipe (epochs, batch size, lr and width live there)."""
 
     limit_per_class: int | None  # training images per class (None = all 5,000)
     mults: tuple[int, ...]
@@ -235,7 +235,7 @@ def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs
                      settings: DDPMSettings | None = None, gif_every: int | None = None,
                      time_budget: float | str | None = None, callbacks: Sequence = (),
                      **recipe_overrides) -> ClassToImage:
-    """Train the class-conditional DDPM of notebook 06 into `out` (default runs/cifar-ddpm); returns its EMA model.
+    """Train the class-conditional DDPM of notebook 05 into `out` (default runs/cifar-ddpm); returns its EMA model.
 
     `recipe_overrides` (batch_size, lr, width) and `settings` change the mode's defaults. `time_budget` (seconds
     or "20m"; default: the mode's) trains for that long, with the learning-rate schedule planned to end on time;
@@ -400,7 +400,7 @@ def _measure(cfg: CourseConfig, ddpm: ClassToImage, n: int, seed: int) -> dict:
 
 # Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
 RECIPES: dict[str, dict[str, Recipe]] = {
-    # Notebook 06: the class-conditional DDPM (width = channels of the UNet's first level; the rest of its
+    # Notebook 05: the class-conditional DDPM (width = channels of the UNet's first level; the rest of its
     # settings are helpers.cifar.SETTINGS), trained to a time budget: 90 s on the CPU, 15 min on a GPU.
     "cifar-ddpm": {
         "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=32, latent_dim=0, time_budget=90),
@@ -409,7 +409,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 }
 
 
-KINDS = (ModelKind(KIND, "06", "a class-conditional DDPM of CIFAR-10 (v-prediction, min-SNR, DPM-Solver++)",
+KINDS = (ModelKind(KIND, "05", "a class-conditional DDPM of CIFAR-10 (v-prediction, min-SNR, DPM-Solver++)",
                    train=_cli_train, load=lambda cfg, run: ClassToImage.from_checkpoint(run, cfg.device),
                    example="a photo of a cat", read_prompt=lambda text: check_prompt(
                        text, f'name one CIFAR-10 class, e.g. "a photo of a cat" ({", ".join(CIFAR10_CLASSES)})'),

@@ -1,4 +1,4 @@
-"""Judging CIFAR-10 images with numbers (notebook 06): a small ResNet trained on real photos grades samples.
+"""Judging CIFAR-10 images with numbers (notebook 05): a small ResNet trained on real photos grades samples.
 
 A class-conditional generator is asked for "a ship"; the judge says which class each sample looks like, and
 `class_accuracy` reports how often that is the class that was asked for. The judge's own accuracy on the
@@ -168,7 +168,7 @@ def _cli_train(cfg: CourseConfig, out: Path, options) -> None:
 
 # Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
 RECIPES: dict[str, dict[str, Recipe]] = {
-    # CIFAR-10 class judge (notebook 06): quick = 1,000 images per class, 3 epochs, ~15 s on 2 CPU cores;
+    # CIFAR-10 class judge (notebook 05): quick = 1,000 images per class, 3 epochs, ~15 s on 2 CPU cores;
     # full = the whole training set for 3 minutes with a cosine schedule (the 15-min UNet makes 18 in all).
     "cifar-judge": {
         "quick": Recipe(epochs=3, batch_size=128, lr=3e-3, width=16, latent_dim=0),
@@ -177,5 +177,5 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 }
 
 
-KINDS = (ModelKind(KIND, "06", "the CIFAR-10 classifier that judges generated images (and gives FID its features)",
+KINDS = (ModelKind(KIND, "05", "the CIFAR-10 classifier that judges generated images (and gives FID its features)",
                    train=_cli_train),)

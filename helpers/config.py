@@ -95,10 +95,10 @@ NOTEBOOK_COSTS: dict[str, tuple[int, str]] = {
     "02_text_cvae_mnist": (84, "the text CVAE for 30 epochs and the digit judge, on 60,000 digits"),
     "03_clip_from_scratch": (80, "CLIP for 30 epochs on ~190,000 faces"),
     "04_celeba_cvae_vs_gan": (79, "two CVAEs and a GAN for 40 epochs each and the judge for 5, on ~190,000 faces"),
-    "05_latent_diffusion_celeba": (218, "the autoencoder for 4 min on ~190,000 faces, then the UNet for 15 min (19 min "
-                                        "of training on any GPU: time budgets)"),
-    "06_ddpm_cifar10": (141, "the judge for 3 min and the UNet for 15 min on 50,000 images (18 min of training on any "
+    "05_ddpm_cifar10": (141, "the judge for 3 min and the UNet for 15 min on 50,000 images (18 min of training on any "
                              "GPU: time budgets)"),
+    "06_latent_diffusion_celeba": (218, "the autoencoder for 4 min on ~190,000 faces, then the UNet for 15 min (19 min "
+                                        "of training on any GPU: time budgets)"),
     "07_text_to_sketch": (63, "the sketch CVAE for 40 epochs on ~10,000 scene sketches (and our CLIP for 20 "
                                     "when OpenAI's cannot be loaded)"),
     "08_compare_models": (22, "nothing: it measures the models the other notebooks trained"),

@@ -340,7 +340,7 @@ def prompted_accuracy(judge: AttributeJudge, images: torch.Tensor, wanted: Seque
 
 # ------------------------------------------------------------------------------------------ single-attribute prompts
 # Attributes a single-attribute prompt asks for (those a 64x64 face shows; the judge must also read them
-# reliably on real faces for a prompt to count, see `reliable`). Every face generator (04, 05) is measured on them.
+# reliably on real faces for a prompt to count, see `reliable`). Every face generator (04, 06) is measured on them.
 SINGLE_ATTRIBUTES = ("Smiling", "Eyeglasses", "Blond_Hair", "Black_Hair", "Gray_Hair", "Wearing_Hat", "Bald",
                      "Mustache", "Wearing_Lipstick", "Bangs")
 

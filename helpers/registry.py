@@ -45,7 +45,7 @@ class ModelKind:
     guidance, steps, sampler, condition ...): each function reads what it needs."""
 
     name: str  # the CLI's model name and the default run folder runs/<name>
-    notebook: str  # "05"
+    notebook: str  # "06"
     summary: str  # what it is, in a few words
     train: Callable[[CourseConfig, Path, argparse.Namespace], None]  # train into the folder, print what it measured
     load: Callable[[CourseConfig, Path], Any] | None = None  # the trained model of a run folder

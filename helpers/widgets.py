@@ -1,4 +1,4 @@
-"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02, 04, 05 and 08).
+"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02, 04, 06 and 08).
 
 The apps only wire widgets to functions that already exist (`TextToDigit`, a VAE decoder); they render
 with matplotlib into an Output widget, so they work in JupyterLab, classic Notebook and Colab.
@@ -136,7 +136,7 @@ def face_app(generators: dict, n: int = 8, default_prompt: str = "a smiling woma
 
 
 def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with blond hair", max_steps: int = 100):
-    """Notebook 05's widget: prompt box + sampler, guidance, steps and seed -> a row of faces from `ldm`
+    """Notebook 06's widget: prompt box + sampler, guidance, steps and seed -> a row of faces from `ldm`
     (a `helpers.ldm.TextToFace`), with the sampling time so the cost of more steps is visible."""
     import time
 

@@ -1,4 +1,4 @@
-"""Notebook 06's track: the UNet, the EMA, the class-conditional DDPM, resume, prompt -> class, the CLI."""
+"""Notebook 05's track: the UNet, the EMA, the class-conditional DDPM, resume, prompt -> class, the CLI."""
 from __future__ import annotations
 
 from dataclasses import replace

@@ -30,7 +30,7 @@ def test_auto_mode_is_quick_without_cuda_and_course_quick_overrides(monkeypatch)
 def test_cost_line_names_the_mode_the_device_and_the_cost(monkeypatch):
     monkeypatch.setenv("COURSE_QUICK", "1")
     quick = get_config("auto")
-    line = quick.cost("05_latent_diffusion_celeba")
+    line = quick.cost("06_latent_diffusion_celeba")
     assert line.startswith("quick mode on this CPU:" if quick.device.type == "cpu" else "quick mode on ")
     assert "about 4 min on a 2-core laptop CPU (measured)" in line and "19 min of training on any GPU" in line
     full = get_config(False)

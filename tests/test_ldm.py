@@ -1,4 +1,4 @@
-"""Notebook 05: the face autoencoder, the text-conditioned latent UNet, guidance, checkpoints, judging and the CLI."""
+"""Notebook 06: the face autoencoder, the text-conditioned latent UNet, guidance, checkpoints, judging and the CLI."""
 import shutil
 from dataclasses import replace
 

@@ -1,4 +1,4 @@
-"""CIFAR-10: 32x32 colour photos of ten classes, for notebook 06 (DDPM) and the judge that grades its samples.
+"""CIFAR-10: 32x32 colour photos of ten classes, for notebook 05 (DDPM) and the judge that grades its samples.
 
 Every source returns the same thing, an `ImageSplits`: uint8 images (N, 3, S, S), int64 labels (N,) that
 index `CIFAR10_CLASSES`, a training split and a held-out split, and a `source` string saying where they

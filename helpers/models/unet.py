@@ -8,7 +8,7 @@
   the same model runs at 32x32 and 64x64 (H and W need only be divisible by 2^(levels-1)).
 - The time step enters every residual block through a sinusoidal embedding and an MLP; a class label is
   an embedding *added* to it (index `num_classes` is the learnt "no class" used for classifier-free guidance).
-- Text (notebook 05) enters through cross-attention: the image's positions query the token embeddings,
+- Text (notebook 06) enters through cross-attention: the image's positions query the token embeddings,
   plus a learnt "null" token that every position can always attend to. Masking out every text token (or
   passing no context) leaves only the null token: the unconditional model classifier-free guidance needs.
   A pooled sentence embedding, if given, is projected and added to the time embedding.
