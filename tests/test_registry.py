@@ -23,6 +23,7 @@ def test_every_kind_has_a_notebook_and_a_recipe_in_both_modes(quick_cfg):
 
 TOY = '''
 import torch
+from helpers.config import Recipe
 from helpers.registry import ModelKind, Samples
 
 RECIPES = {"toy": {"quick": Recipe(epochs=1, batch_size=2, lr=1e-3, width=4, latent_dim=2),
