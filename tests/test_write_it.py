@@ -1,0 +1,83 @@
+"""The notebooks' hands-on cells. Every notebook 01-07 has at least one code cell tagged `write-it` (cell metadata),
+where the learner writes the core piece of that notebook; a prefilled working solution is there to delete and rewrite.
+The code cell after it checks the learner's version against the `helpers` one on the same inputs.
+
+A write-it cell and its check run on their own (they import what they use and make their own inputs), so this file
+runs each pair outside its notebook: the solution must pass, and each classic mistake listed below, written into the
+solution, must make the check fail with a message that names what differs. Notebooks also open with "What you will
+learn" and close with a recap and papers to read."""
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {path.name[:2]: path for path in sorted((ROOT / "notebooks").glob("0[1-7]_*.ipynb"))}
+
+# Per notebook: (text in the solution, the same text with a classic mistake, what the check's message must say).
+MISTAKES: dict[str, list[tuple[str, str, str]]] = {
+    "01": [],
+    # ---
+    "02": [],
+    # ---
+    "03": [],
+    # ---
+    "04": [],
+    # ---
+    "05": [],
+    # ---
+    "06": [],
+    # ---
+    "07": [],
+}
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def write_it_pairs(path: Path) -> list[tuple[str, str]]:
+    """(write-it cell, the check cell after it) sources, in notebook order."""
+    cells = json.loads(path.read_text())["cells"]
+    pairs = []
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] == "code" and "write-it" in cell["metadata"].get("tags", []):
+            check = next(c for c in cells[index + 1:] if c["cell_type"] == "code")
+            pairs.append((_source(cell), _source(check)))
+    return pairs
+
+
+def run_pair(solution: str, check: str) -> None:
+    namespace: dict = {"__name__": "__write_it__"}
+    exec(compile(solution, "<write-it cell>", "exec"), namespace)
+    exec(compile(check, "<check cell>", "exec"), namespace)
+
+
+@pytest.mark.parametrize("number", sorted(NOTEBOOKS))
+def test_every_notebook_has_a_write_it_cell_and_a_check(number):
+    pairs = write_it_pairs(NOTEBOOKS[number])
+    assert pairs, f"notebook {number} has no code cell tagged write-it"
+    for solution, check in pairs:
+        assert "assert_close" in check, f"notebook {number}: the cell after a write-it cell must check it"
+        run_pair(solution, check)
+
+
+@pytest.mark.parametrize("number, right, wrong, says",
+                         [(n, *mistake) for n, mistakes in MISTAKES.items() for mistake in mistakes])
+def test_a_classic_mistake_fails_the_check_and_says_what_differs(number, right, wrong, says):
+    solution, check = next(pair for pair in write_it_pairs(NOTEBOOKS[number]) if right in pair[0])
+    with pytest.raises(AssertionError, match=says):
+        run_pair(solution.replace(right, wrong), check)
+
+
+@pytest.mark.parametrize("number", sorted(NOTEBOOKS))
+def test_every_notebook_says_what_you_will_learn_and_recaps_with_papers(number):
+    cells = json.loads(NOTEBOOKS[number].read_text())["cells"]
+    markdown = [_source(c) for c in cells if c["cell_type"] == "markdown"]
+    assert "## What you will learn" in markdown[1] and "Prerequisites" in markdown[1]
+    assert "## Recap" in markdown[-1] and "## Further reading" in markdown[-1]
+    assert "https://arxiv.org/abs/" in markdown[-1]
+
+
+def test_the_mistakes_cover_every_notebook():
+    assert all(MISTAKES[number] for number in NOTEBOOKS), [n for n in NOTEBOOKS if not MISTAKES[n]]
