@@ -24,9 +24,15 @@ MISTAKES: dict[str, list[tuple[str, str, str]]] = {
     # ---
     "04": [],
     # ---
-    "05": [],
+    "05": [("(1 - abar).sqrt() * noise  # sqrt(abar)", "(1 - abar) * noise  # sqrt(abar)", "not variances"),
+           ("v = abar.sqrt() * noise - (1 - abar).sqrt() * x0", "v = noise", r"target v = sqrt\(abar\)"),
+           ("weight = snr.clamp(max=gamma) / (snr + 1)", "weight = snr.clamp(max=gamma) / snr", r"\(SNR \+ 1\)"),
+           ("x0_hat = x0_hat.clamp(-1, 1)", "x0_hat = x0_hat", "clamped"),
+           ("abar_t.sqrt() * x_t - (1 - abar_t).sqrt() * v_hat", "x_t - v_hat", "x0_hat = sqrt")],
     # ---
-    "06": [],
+    "06": [(" / math.sqrt(d)", "", r"divided by sqrt\(d\)"),
+           ("scores = scores.masked_fill(", "scores = scores + 0 * scores.masked_fill(", "masked tokens"),
+           ("return x + self.out(out)", "return self.out(out)", "added back")],
     # ---
     "07": [],
 }
