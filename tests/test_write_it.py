@@ -28,7 +28,7 @@ MISTAKES: dict[str, list[tuple[str, str, str]]] = {
     # ---
     "06": [],
     # ---
-    "07": [],
+    "07": [("return h * (1 + gamma) + beta", "return h * gamma + beta", r"h \* \(1 \+ gamma\)"), ("h = self.film(h, cond)  # scale and shift by the condition\n        return F.silu(h)", "h = F.silu(h)\n        return self.film(h, cond)", "SiLU last, after FiLM")],
 }
 
 
