@@ -34,7 +34,7 @@ MISTAKES: dict[str, list[tuple[str, str, str]]] = {
            ("scores = scores.masked_fill(", "scores = scores + 0 * scores.masked_fill(", "masked tokens"),
            ("return x + self.out(out)", "return self.out(out)", "added back")],
     # ---
-    "07": [],
+    "07": [("return h * (1 + gamma) + beta", "return h * gamma + beta", r"h \* \(1 \+ gamma\)"), ("h = self.film(h, cond)  # scale and shift by the condition\n        return F.silu(h)", "h = F.silu(h)\n        return self.film(h, cond)", "SiLU last, after FiLM")],
 }
 
 
