@@ -4,7 +4,7 @@
 widths, so the whole course runs top to bottom on a 2-core CPU. `COURSE_DATA=<dir>` names a local
 data root (checked before any download), `COURSE_RUNS=<dir>` where checkpoints go,
 `COURSE_DOWNLOADS=<dir>` where downloads go (default data/), `COURSE_FIGURES=<dir>` where figures go (default
-figures/), and `COURSE_OFFLINE=1` (or HF_HUB_OFFLINE=1) forbids downloads.
+outputs/figures/: running a notebook never overwrites the committed figures/ unless `COURSE_FIGURES=figures` asks), and `COURSE_OFFLINE=1` (or HF_HUB_OFFLINE=1) forbids downloads.
 
 `COURSE_SMOKE=1` is for checking the code, not for learning: `make smoke-full` runs every notebook in full mode
 on stand-ins of the downloads with it set. Every model keeps its full-size configuration, but every training run
@@ -164,9 +164,11 @@ class CourseConfig:
         return f"full mode on {where}: trains {full} (`make gpu-check` projects the minutes on this GPU)."
 
     def figures_for(self, source: str) -> Path:
-        """Where figures made from data of `source` go: figures/ (committed) for procedural or downloaded data;
+        """Where figures made from data of `source` go: `figures_dir`, which is outputs/figures/ unless COURSE_FIGURES
+        names another folder (`COURSE_FIGURES=figures` refreshes the committed figures the README shows); always
         outputs/figures/ for the development samples in COURSE_DATA ("local..." sources), whose images and
-        anything made from them stay out of the repository."""
+        anything made from them stay out of the repository unless a developer copies a figure of generated samples
+        there by hand, with a caption naming the data."""
         return self.outputs_dir / "figures" if source.startswith("local") else self.figures_dir
 
     def run_dir(self, model: str) -> Path:
@@ -205,13 +207,14 @@ def get_config(quick: bool | str | None = None, seed: int = 0) -> CourseConfig:
     local = os.environ.get("COURSE_DATA")
     local_data = Path(local).expanduser().resolve() if local else None
     runs = Path(os.environ.get("COURSE_RUNS", REPO_ROOT / "runs")).expanduser().resolve()
+    outputs = Path(os.environ.get("COURSE_OUTPUTS", REPO_ROOT / "outputs")).expanduser().resolve()
     return CourseConfig(
         quick=bool(quick),
         device=device,
         data_root=Path(os.environ.get("COURSE_DOWNLOADS", REPO_ROOT / "data")).expanduser().resolve(),
         runs_dir=runs,
-        figures_dir=Path(os.environ.get("COURSE_FIGURES", REPO_ROOT / "figures")).expanduser().resolve(),
-        outputs_dir=Path(os.environ.get("COURSE_OUTPUTS", REPO_ROOT / "outputs")).expanduser().resolve(),
+        figures_dir=Path(os.environ.get("COURSE_FIGURES", outputs / "figures")).expanduser().resolve(),
+        outputs_dir=outputs,
         seed=seed,
         local_data=local_data,
         offline=_env_flag("HF_HUB_OFFLINE") or _env_flag("COURSE_OFFLINE"),

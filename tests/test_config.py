@@ -71,3 +71,17 @@ def test_recipes_train_to_a_time_budget_unless_asked_for_epochs(monkeypatch):
     # notebooks 05 and 06 train at most 20 minutes in full mode, on any GPU
     for models in (("ldm-autoencoder", "ldm"), ("cifar-judge", "cifar-ddpm")):
         assert sum(recipes()[m]["full"].time_budget for m in models) <= 20 * 60
+
+
+def test_notebooks_never_overwrite_the_committed_figures_unless_asked(monkeypatch, tmp_path):
+    from helpers.config import REPO_ROOT
+
+    monkeypatch.delenv("COURSE_FIGURES", raising=False)
+    monkeypatch.setenv("COURSE_OUTPUTS", str(tmp_path / "out"))
+    cfg = get_config(quick=True)
+    for source in ("synthetic faces", "torchvision CIFAR-10", "local CelebA sample"):
+        assert cfg.figures_for(source) == tmp_path / "out" / "figures"
+    monkeypatch.setenv("COURSE_FIGURES", str(REPO_ROOT / "figures"))  # asked: refresh the README's figures
+    cfg = get_config(quick=True)
+    assert cfg.figures_for("synthetic faces") == REPO_ROOT / "figures"
+    assert cfg.figures_for("local CelebA sample") == tmp_path / "out" / "figures"  # development data: never

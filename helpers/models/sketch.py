@@ -1,7 +1,7 @@
 """The text-to-sketch CVAE of notebook 07: 128x128 one-channel sketches, conditioned on a text embedding.
 
     sketch (B, 1, 128, 128) --conv stack (stride 2 x 5)--> features (B, 8w, 4, 4) --flatten, concat c--> mu, logvar
-    z ~ N(mu, sigma) --concat c--> linear --> (B, 8w, 4, 4) --(upsample + conv + FiLM(c)) x 5--> ink logits
+    z ~ N(mu, sigma) --concat c--> linear --> (B, 8w, 4, 4) --(upsample + conv + FiLM(c)) x 4, upsample + conv--> ink logits
 
 The condition c (a text embedding, e.g. CLIP's 512-d) is concatenated in both halves: the encoder sees what the
 caption says and only has to put in z what it does not (pose, stroke, position); the decoder draws from both.
