@@ -1,4 +1,4 @@
-"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02, 04, 06 and 08).
+"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02, 04, 06, 07 and 08).
 
 The apps only wire widgets to functions that already exist (`TextToDigit`, a VAE decoder); they render
 with matplotlib into an Output widget, so they work in JupyterLab, classic Notebook and Colab.
@@ -9,7 +9,7 @@ refused. Tests and scripts drive an app by setting `app.controls["prompt"].value
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -164,10 +164,11 @@ def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with b
     return _app([prompt, widgets.HBox([sampler, guidance]), widgets.HBox([steps, seed])], controls, redraw)
 
 
-def model_app(cfg, n: int = 8):
+def model_app(cfg, n: int = 8, names: Sequence[str] | None = None):
     """Notebook 08's widget: every generator trained under `cfg.runs_dir`, found through the model registry (no
     model is named here). Pick one, type a prompt (each model starts from an example it draws well), move the seed;
-    guidance and steps reach the diffusion models. The models are loaded on first use and kept."""
+    guidance and steps reach the diffusion models. The models are loaded on first use and kept. `names` keeps only
+    those run folders (e.g. ["sketch-cvae"] for notebook 07's own model)."""
     import shlex
 
     import ipywidgets as widgets
@@ -183,7 +184,8 @@ def model_app(cfg, n: int = 8):
                 read_index(cfg.run_dir(folder))
             except CourseError:  # not trained (or damaged: notebook 08's inventory says how to retrain it)
                 continue
-            trained[folder] = (item, options)
+            if names is None or folder in names:
+                trained[folder] = (item, options)
     if not trained:
         raise CourseError(f"no trained generator in {cfg.runs_dir}: run notebooks 01-07 first (or "
                           f"python -m helpers train <model>; python -m helpers models lists them)")

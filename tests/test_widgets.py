@@ -89,3 +89,4 @@ def test_model_app_offers_every_trained_generator_from_the_registry(quick_cfg, b
     assert app.shown["error"] is None and app.shown["image"] is not None and app.shown["title"] == "vae"
     app.controls["model"].value = "text-cvae"  # back to its example prompt
     assert app.controls["prompt"].value == "Print number 5" and app.shown["error"] is None
+    assert list(model_app(cfg, n=2, names=["vae"]).controls["model"].options) == ["vae"]  # one notebook's own model
