@@ -16,9 +16,17 @@ NOTEBOOKS = {path.name[:2]: path for path in sorted((ROOT / "notebooks").glob("0
 
 # Per notebook: (text in the solution, the same text with a classic mistake, what the check's message must say).
 MISTAKES: dict[str, list[tuple[str, str, str]]] = {
-    "01": [],
+    "01": [
+        ("torch.exp(0.5 * logvar)", "torch.exp(logvar)", "standard deviation"),
+        ("torch.randn_like(mu)", "torch.rand_like(mu)", "noise eps"),
+        ('reduction="sum"', 'reduction="mean"', "reconstruction term differs"),
+        ("torch.sum(", "torch.mean(", "KL term differs"),
+    ],
     # ---
-    "02": [],
+    "02": [
+        ("h * (1 + gamma) + beta", "h * gamma + beta", "scale differs"),
+        ("gamma, beta = ", "beta, gamma = ", "shift"),
+    ],
     # ---
     "03": [],
     # ---
