@@ -20,9 +20,17 @@ MISTAKES: dict[str, list[tuple[str, str, str]]] = {
     # ---
     "02": [],
     # ---
-    "03": [],
+    "03": [
+        ("return (loss_image + loss_text) / 2", "return loss_image", "average the image->caption and caption->image"),
+        ("targets = same_caption.float() / same_caption.float().sum(dim=1, keepdim=True)",
+         "targets = torch.eye(len(same_caption))", "identical captions"),
+    ],
     # ---
-    "04": [],
+    "04": [
+        ("fake_term = F.relu(1 + fake_logits).mean()", "fake_term = F.relu(1 - fake_logits).mean()",
+         "discriminator loss differs"),
+        ("return -fake_logits.mean()", "return F.relu(1 - fake_logits).mean()", "generator loss differs"),
+    ],
     # ---
     "05": [],
     # ---
