@@ -28,9 +28,17 @@ MISTAKES: dict[str, list[tuple[str, str, str]]] = {
         ("gamma, beta = ", "beta, gamma = ", "shift"),
     ],
     # ---
-    "03": [],
+    "03": [
+        ("return (loss_image + loss_text) / 2", "return loss_image", "average the image->caption and caption->image"),
+        ("targets = same_caption.float() / same_caption.float().sum(dim=1, keepdim=True)",
+         "targets = torch.eye(len(same_caption))", "identical captions"),
+    ],
     # ---
-    "04": [],
+    "04": [
+        ("fake_term = F.relu(1 + fake_logits).mean()", "fake_term = F.relu(1 - fake_logits).mean()",
+         "discriminator loss differs"),
+        ("return -fake_logits.mean()", "return F.relu(1 - fake_logits).mean()", "generator loss differs"),
+    ],
     # ---
     "05": [("(1 - abar).sqrt() * noise  # sqrt(abar)", "(1 - abar) * noise  # sqrt(abar)", "not variances"),
            ("v = abar.sqrt() * noise - (1 - abar).sqrt() * x0", "v = noise", r"target v = sqrt\(abar\)"),
