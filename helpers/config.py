@@ -91,17 +91,17 @@ class Recipe:
 # course machines, fresh clone without COURSE_DATA, all eight in one `python scripts/run_notebooks.py --quick`
 # (measured); full: what it trains.
 NOTEBOOK_COSTS: dict[str, tuple[int, str]] = {
-    "01_vae_mnist": (46, "a VAE for 30 epochs and a 2-D one for 15, on 60,000 digits"),
-    "02_text_cvae_mnist": (84, "the text CVAE for 30 epochs and the digit judge, on 60,000 digits"),
-    "03_clip_from_scratch": (80, "CLIP for 30 epochs on ~190,000 faces"),
-    "04_celeba_cvae_vs_gan": (79, "two CVAEs and a GAN for 40 epochs each and the judge for 5, on ~190,000 faces"),
-    "05_ddpm_cifar10": (141, "the judge for 3 min and the UNet for 15 min on 50,000 images (18 min of training on any "
+    "01_vae_mnist": (33, "a VAE for 30 epochs and a 2-D one for 15, on 60,000 digits"),
+    "02_text_cvae_mnist": (63, "the text CVAE for 30 epochs and the digit judge, on 60,000 digits"),
+    "03_clip_from_scratch": (60, "CLIP for 30 epochs on ~190,000 faces"),
+    "04_celeba_cvae_vs_gan": (61, "two CVAEs and a GAN for 40 epochs each and the judge for 5, on ~190,000 faces"),
+    "05_ddpm_cifar10": (133, "the judge for 3 min and the UNet for 15 min on 50,000 images (18 min of training on any "
                              "GPU: time budgets)"),
-    "06_latent_diffusion_celeba": (218, "the autoencoder for 4 min on ~190,000 faces, then the UNet for 15 min (19 min "
+    "06_latent_diffusion_celeba": (208, "the autoencoder for 4 min on ~190,000 faces, then the UNet for 15 min (19 min "
                                         "of training on any GPU: time budgets)"),
-    "07_text_to_sketch": (63, "the sketch CVAE for 40 epochs on ~10,000 scene sketches (and our CLIP for 20 "
+    "07_text_to_sketch": (58, "the sketch CVAE for 40 epochs on ~10,000 scene sketches (and our CLIP for 20 "
                                     "when OpenAI's cannot be loaded)"),
-    "08_compare_models": (22, "nothing: it measures the models the other notebooks trained"),
+    "08_compare_models": (19, "nothing: it measures the models the other notebooks trained"),
 }
 
 

@@ -32,7 +32,7 @@ def test_cost_line_names_the_mode_the_device_and_the_cost(monkeypatch):
     quick = get_config("auto")
     line = quick.cost("06_latent_diffusion_celeba")
     assert line.startswith("quick mode on this CPU:" if quick.device.type == "cpu" else "quick mode on ")
-    assert "about 4 min on a 2-core laptop CPU (measured)" in line and "19 min of training on any GPU" in line
+    assert "about 3 min on a 2-core laptop CPU (measured)" in line and "19 min of training on any GPU" in line
     full = get_config(False)
     if full.device.type == "cpu":
         assert "takes hours without a GPU" in full.cost("03_clip_from_scratch")
