@@ -27,6 +27,7 @@ from helpers.errors import CourseError
 PACKAGE_DIR = Path(__file__).resolve().parent
 # An editable install (`pip install -e .`) keeps the package inside the repository: use the repo as home.
 REPO_ROOT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").exists() else Path.cwd()
+REPOSITORY = "t2i-from-scratch/text-to-image-from-scratch"  # on GitHub: the Colab/Kaggle badges, the install cell
 
 
 def pick_device() -> torch.device:

@@ -116,3 +116,16 @@ def labelled_grid(images: torch.Tensor, labels: Sequence[str], ncol: int, scale:
         for index, text in enumerate(lines):
             draw.text((4, top + 12 * index), text, fill="black")
     return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255
+
+
+def show_figure(name: str, width: int = 900):
+    """Show one of the committed figures/ (the architecture diagrams): from the checkout when there is one, else from
+    the repository on GitHub, since Colab and Kaggle install the package without its figures."""
+    from IPython.display import Image as Picture, display
+
+    from helpers.config import REPO_ROOT, REPOSITORY
+
+    path = REPO_ROOT / "figures" / name
+    if path.exists():
+        return display(Picture(filename=str(path), width=width))
+    return display(Picture(url=f"https://raw.githubusercontent.com/{REPOSITORY}/main/figures/{name}", width=width))

@@ -14,10 +14,11 @@ import re
 import sys
 from pathlib import Path
 
+from helpers.config import REPOSITORY
 from helpers.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO = "t2i-from-scratch/text-to-image-from-scratch"
+REPO = REPOSITORY
 INSTALL_CELL = f'''import os, subprocess, sys
 
 # Colab and Kaggle start without the course: install it there (elsewhere: `make setup` or `conda env create`)
