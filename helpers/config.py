@@ -4,7 +4,8 @@
 widths, so the whole course runs top to bottom on a 2-core CPU. `COURSE_DATA=<dir>` names a local
 data root (checked before any download), `COURSE_RUNS=<dir>` where checkpoints go,
 `COURSE_DOWNLOADS=<dir>` where downloads go (default data/), `COURSE_FIGURES=<dir>` where figures go (default
-outputs/figures/: running a notebook never overwrites the committed figures/ unless `COURSE_FIGURES=figures` asks), and `COURSE_OFFLINE=1` (or HF_HUB_OFFLINE=1) forbids downloads.
+outputs/figures/: running a notebook never overwrites the committed figures/ unless `COURSE_FIGURES=figures` asks),
+and `COURSE_OFFLINE=1` (or HF_HUB_OFFLINE=1) forbids downloads.
 
 `COURSE_SMOKE=1` is for checking the code, not for learning: `make smoke-full` runs every notebook in full mode
 on stand-ins of the downloads with it set. Every model keeps its full-size configuration, but every training run

@@ -24,8 +24,8 @@ from helpers.config import CourseConfig
 from helpers.errors import CourseError
 
 # The track modules, in the order of the notebooks that teach them.
-TRACKS = ("helpers.digits", "helpers.digit_judge", "helpers.clip", "helpers.faces", "helpers.ldm",
-          "helpers.cifar_judge", "helpers.cifar", "helpers.sketch")
+TRACKS = ("helpers.digits", "helpers.digit_judge", "helpers.clip", "helpers.faces", "helpers.cifar_judge",
+          "helpers.cifar", "helpers.ldm", "helpers.sketch")
 
 
 @dataclass(frozen=True)

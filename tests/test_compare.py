@@ -15,7 +15,7 @@ def test_empty_runs_lists_every_model_with_its_command(quick_cfg, tmp_path):
     cfg = replace(quick_cfg, runs_dir=tmp_path)
     rows = compare.inventory(cfg)
     assert [r["model"] for r in rows] == [e.name for e in compare.entries()] == [
-        "vae", "text-cvae", "clip", "celeba-cvae", "celeba-cvae-clip", "celeba-gan", "celeba-gan-clip", "ldm", "cifar-ddpm",
+        "vae", "text-cvae", "clip", "celeba-cvae", "celeba-cvae-clip", "celeba-gan", "celeba-gan-clip", "cifar-ddpm", "ldm",
         "sketch-cvae"]
     assert not any(r["found"] for r in rows)
     lines = compare.missing(rows)
