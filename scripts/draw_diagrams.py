@@ -81,8 +81,7 @@ class Facts:
 
 def read_facts() -> Facts:
     from helpers import cifar, ldm
-    from helpers.clip import CaptionTokenizer
-    from helpers.clip import RECIPES
+    from helpers.clip import RECIPES, CaptionTokenizer
     from helpers.data.celeba import ATTRIBUTES
     from helpers.models.autoencoder import AutoencoderConfig
     from helpers.models.clip import CLIPConfig

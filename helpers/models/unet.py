@@ -1,7 +1,7 @@
 """A UNet that predicts the noise in an image: the network of the diffusion notebooks (05, 06).
 
     x_t (B, C, H, W), t (B,), class label (B,) and/or text tokens (B, L, D)
-      -> stem conv -> [ResBlock x n (+ attention) -> downsample] per level -> middle (res, attn, res)
+      -> stem conv -> [ResBlock x n (+ attention) -> downsample] per level -> middle ((res, attn) x 2)
       -> [ResBlock x n+1 on concat(skip) (+ attention) -> upsample] per level -> norm, SiLU, conv -> eps (B, C, H, W)
 
 - Nothing depends on the image size: levels halve H and W, attention flattens whatever H*W it sees, so
