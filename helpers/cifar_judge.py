@@ -31,7 +31,10 @@ from helpers.train import Checkpointing, Evaluate, ProgressBar, Trainer, WallClo
 
 KIND = "cifar-judge"
 QUICK_LIMIT_PER_CLASS = 1_000  # quick mode trains on 10,000 images: three epochs in ~15 s on 2 CPU cores
-BLOCKS = {"quick": 1, "full": 2}  # residual blocks per stage: the full judge is deeper as well as wider
+# The quick judge halves the resolution in its first stage (cheap); the full one keeps it, which is what lifts it
+# from about 70% to over 85% of held-out real photos (see the README's judge table).
+ARCHITECTURE = {"quick": {"blocks": 1, "first_stride": 2}, "full": {"blocks": 1, "first_stride": 1}}
+LABEL_SMOOTHING = 0.1  # a judge that is not over-confident on its training photos generalises a little better
 WEIGHT_DECAY = 0.05  # AdamW multiplies its decoupled decay by the lr (~1e-3): about the 5e-4 usual with SGD
 EVAL_BATCH = 500
 
@@ -70,11 +73,11 @@ def train_cifar_judge(cfg: CourseConfig, data: ImageSplits | None = None, out: s
     out = Path(out or cfg.run_dir(KIND))
     seed_everything(cfg.seed)
     judge = CifarJudge(CifarJudgeConfig(width=recipe.width, num_classes=len(data.classes),
-                                        image_size=data.image_size, blocks=BLOCKS[cfg.mode]))
+                                        image_size=data.image_size, **ARCHITECTURE[cfg.mode]))
 
     def loss_fn(trainer: Trainer, batch: tuple) -> dict[str, torch.Tensor]:
         images, labels = batch
-        return {"loss": F.cross_entropy(trainer.model(augment(images)), labels)}
+        return {"loss": F.cross_entropy(trainer.model(augment(images)), labels, label_smoothing=LABEL_SMOOTHING)}
 
     def heldout(model: CifarJudge) -> dict[str, float]:
         return {"heldout_accuracy": class_accuracy(model, data.test_images, data.test_labels)["accuracy"]}
@@ -172,7 +175,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     # full = the whole training set for 3 minutes with a cosine schedule (the 15-min UNet makes 18 in all).
     "cifar-judge": {
         "quick": Recipe(epochs=3, batch_size=128, lr=3e-3, width=16, latent_dim=0),
-        "full": Recipe(epochs=30, batch_size=256, lr=2e-3, width=64, latent_dim=0, time_budget=3 * 60),
+        "full": Recipe(epochs=30, batch_size=256, lr=2e-3, width=24, latent_dim=0, time_budget=3 * 60),
     },
 }
 

@@ -73,15 +73,17 @@ def test_synthetic_is_deterministic_and_prefix_stable():
     assert float(a.float().std()) > 20  # pictures, not flat colour
 
 
-def test_synthetic_classes_are_separable(synthetic):
-    """A nearest-class-mean classifier on 8x8 thumbnails, fitted on train, is far above chance on held-out."""
+def test_synthetic_colours_give_no_class_away(synthetic):
+    """Every class draws its background and its paint from the same palettes: a nearest-class-mean classifier on
+    4x4 mean colours, fitted on train, reads little more than chance (0.1) of the held-out icons (the old icons,
+    one background per class, gave it 0.9)."""
     def thumbs(images):
-        return resize_images(images, 8).flatten(1).float()
+        return torch.nn.functional.avg_pool2d(images.float(), 8).flatten(1)  # (N, 3 * 4 * 4)
 
     train, test = thumbs(synthetic.train_images), thumbs(synthetic.test_images)
     means = torch.stack([train[synthetic.train_labels == c].mean(0) for c in range(10)])
     predicted = torch.cdist(test, means).argmin(1)
-    assert float((predicted == synthetic.test_labels).float().mean()) > 0.5  # chance is 0.1
+    assert float((predicted == synthetic.test_labels).float().mean()) < 0.25
 
 
 def test_synthetic_held_out_icons_differ_from_training_ones(synthetic):
@@ -200,8 +202,8 @@ def test_augment_crops_and_flips_each_image_on_its_own():
 @pytest.mark.slow
 def test_judge_train_save_load_round_trip(synthetic, tmp_path):
     cfg = dataclasses.replace(get_config(quick=True), local_data=None, data_root=tmp_path, runs_dir=tmp_path)
-    judge, accuracy = train_cifar_judge(cfg, synthetic, tmp_path / "judge", epochs=3)
-    assert accuracy > 0.5  # three epochs on 1,500 icons (36 steps); chance is 0.1
+    judge, accuracy = train_cifar_judge(cfg, synthetic, tmp_path / "judge", epochs=8)
+    assert accuracy > 0.5  # eight epochs on 1,500 icons (96 steps) learn their shapes; chance is 0.1
     extra = read_checkpoint(tmp_path / "judge", "cifar-judge").index["extra"]
     assert extra["data"] == synthetic.source and extra["image_size"] == 32 and extra["mode"] == "quick"
 
