@@ -105,5 +105,6 @@ def download_notice(what: str, size_bytes: int, where) -> str:
         seconds = mib / mib_per_s
         return f"{max(1, round(seconds))} s" if seconds < 90 else f"{round(seconds / 60)} min"
 
-    return (f"downloading {what}: {mib:,.0f} MiB, about {duration(10)} at 10 MiB/s ({duration(1)} at 1 MiB/s); "
+    size = f"{mib:,.0f}" if mib >= 10 else f"{mib:.1f}"
+    return (f"downloading {what}: {size} MiB, about {duration(10)} at 10 MiB/s ({duration(1)} at 1 MiB/s); "
             f"once, into {where}")
