@@ -111,7 +111,7 @@ def test_cifar_quick_online_downloads_once_and_keeps_the_first_per_class(online,
     assert calls == [cifar10.DOWNLOAD_URL]
     notice, which = _lines(capsys)
     assert notice.startswith("downloading CIFAR-10 from www.cs.toronto.edu") and "163 MiB" in notice
-    assert which.startswith("real CIFAR-10 (torchvision") and "30 to train, 20 held out" in which
+    assert which == "real CIFAR-10 (torchvision, 3 per class: 30 to train, 20 held out)"
     assert data.source.startswith("torchvision") and data.classes == CIFAR10_CLASSES
     assert data.train_labels.bincount().tolist() == [3] * 10 and data.test_labels.bincount().tolist() == [2] * 10
     assert data.train_labels[:10].tolist() == list(range(10))  # dealt out class by class
@@ -286,6 +286,11 @@ def test_sketch_scene_quick_online_is_judged_by_retrieval(online, monkeypatch, t
     assert data.classes == () and (data.train_labels == -1).all() and data.image_size == 64
     assert all(c.endswith(SCENE_PLACES) for c in data.train_captions + data.test_captions)
     assert 0.005 < data.train_images.float().div(255).mean() < 0.5  # strokes on a mostly blank page
+    with monkeypatch.context() as patch:  # decoded once: the second time (offline) from the caches
+        patch.setattr("helpers.data.sketches._to_ink", _refuse)
+        again = load_sketches(replace(online, offline=True), image_size=64)
+    assert torch.equal(again.test_images, data.test_images) and again.train_captions == data.train_captions
+    capsys.readouterr()
 
     # the track (notebook 07, the CLI, notebook 08) judges these as full mode's scenes: by retrieval, not classes
     cfg = replace(online, runs_dir=tmp_path / "runs")

@@ -499,12 +499,14 @@ def load_cifar10(cfg: CourseConfig, source: str = "auto", image_size: int = 32,
         (train, test, where), why_not = real_or_stand_in(
             cfg, asked, lambda: _load_torchvision(cfg, root),
             lambda: _load_synthetic(cfg, image_size, limit_per_class))
-        origin = f"torchvision, {'quick mode: ' if cfg.quick else ''}held out from the official test set"
+        origin = "torchvision"
     else:
         train, test, where = _load_synthetic(cfg, image_size, limit_per_class)
         origin = "source='synthetic'"
     data = _as_splits(train, test, where, image_size, limit_per_class)
-    announce(data, "procedural icons" if where.startswith("synthetic") else "real CIFAR-10", origin, why_not)
+    per_class = f", {len(data.train_images) // len(CIFAR10_CLASSES):,} per class"  # every source is balanced
+    announce(data, "procedural icons" if where.startswith("synthetic") else "real CIFAR-10", origin + per_class,
+             why_not)
     return data
 
 

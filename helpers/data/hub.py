@@ -128,11 +128,6 @@ def _cached_quick(cfg: CourseConfig, source: str, count: int) -> list[Path] | No
     return shards[:count] if shards and enough and all(whole_parquet(s) for s in shards) else None
 
 
-def quick_cached(cfg: CourseConfig, source: str, count: int) -> bool:
-    """True when `quick_shards` would need no network (a local folder, or a whole earlier download)."""
-    return Path(source).expanduser().is_dir() or _cached_quick(cfg, source, count) is not None
-
-
 def quick_shards(cfg: CourseConfig, source: str, count: int, what: str, hint: str = "") -> list[Path]:
     """The first `count` whole parquet shards of `source` (a hub dataset id or a local folder), for quick mode.
 

@@ -23,8 +23,10 @@ Images are resized once to `image_size` (default 128) with antialiasing.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from helpers.config import CourseConfig
 from helpers.data.hub import load_parquet, quick_shards, read_rows, source_of
 from helpers.data.splits import Splits, Uint8Images, announce, real_or_stand_in
 from helpers.errors import CourseError
+from helpers.files import save_npz_atomic
 
 SKETCH_CLASSES: tuple[str, ...] = ("apple", "bicycle", "cat", "diamond", "eye", "fish")
 SOURCES = ("auto", "local", "hub", "synthetic")
@@ -149,16 +152,36 @@ def _hub_rows(cfg: CourseConfig, source: str, count: int | None, hint: str):
     return read_rows(shards, count, source, hint)
 
 
+def _decoded_scenes(cfg: CourseConfig, rows, image_column: str, captions: list[str], size: int) -> np.ndarray:
+    """The first len(captions) sketches of `rows` as ink, uint8 (N, 1, S, S): decoded once, then read from a cache
+    under cfg.data_root / "cache" named by their count, size and captions."""
+    digest = hashlib.sha1("\n".join(captions).encode()).hexdigest()[:12]
+    cache = cfg.data_root / "cache" / f"sketch_scenes_{len(captions)}_{size}_{digest}.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as stored:
+                return stored["images"]
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # an unreadable cache is rebuilt, never trusted
+    images = np.stack([_to_ink(rows[i][image_column], size) for i in range(len(captions))])[:, None]
+    try:
+        save_npz_atomic(cache, images=images)
+    except OSError as error:
+        warnings.warn(f"could not cache the decoded sketches in {cache} ({error}); they will be decoded again")
+    return images
+
+
 def _load_hub(cfg: CourseConfig, image_size: int, limit: int | None) -> SketchSplits:
-    fallback = "COURSE_OFFLINE=1 (procedural sketches)" if cfg.quick else "quick mode (COURSE_QUICK=1, procedural sketches)"
+    fallback = ("COURSE_OFFLINE=1 (procedural sketches)" if cfg.quick else
+                "quick mode (COURSE_QUICK=1, procedural sketches)")
     hint = f"set COURSE_DATA to a folder holding {LOCAL_FILE} (Quick, Draw! doodles) or use {fallback}"
     source = source_of(HUB_ENV, HUB_DATASET)
     rows = _hub_rows(cfg, source, None if limit is None else limit + HUB_HELDOUT, hint)
     image_column, text_column = _hub_columns(rows.features, source)
     count = len(rows) if limit is None else min(len(rows), limit + HUB_HELDOUT)
-    images = np.stack([_to_ink(rows[i][image_column], image_size) for i in range(count)])[:, None]
-    captions = [str(rows[i][text_column]).strip() for i in range(count)]
-    images, labels = torch.from_numpy(images), torch.full((count,), -1, dtype=torch.int64)
+    captions = [str(text).strip() for text in rows[text_column][:count]]
+    images = torch.from_numpy(_decoded_scenes(cfg, rows, image_column, captions, image_size))
+    labels = torch.full((count,), -1, dtype=torch.int64)
     cut = count - (HUB_HELDOUT if count > 2 * HUB_HELDOUT else max(1, count // 10))
     return SketchSplits(images[:cut], captions[:cut], labels[:cut], images[cut:], captions[cut:], labels[cut:], (),
                         f"hub {source}")

@@ -1,5 +1,12 @@
 """What the image datasets of the course share: uint8 images in memory, a float copy made one item at a time,
-and a train / held-out pair of them (faces, CIFAR-10 and sketches each add their own per-image rows)."""
+and a train / held-out pair of them (faces, CIFAR-10 and sketches each add their own per-image rows); and the one
+rule that picks their source.
+
+`source="auto"`: COURSE_DATA's local copy > a download (the full dataset in full mode, a small real subset in quick
+mode, fetched once and cached under cfg.data_root) > in quick mode only, the procedural stand-in, when the download
+cannot happen (offline: COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1; the host out of reach, checked in seconds by
+`host_reachable`; a failed transfer). Each loader prints one line saying which it is and why (`announce`), and a
+download prints its size and estimated time before it starts (`download_notice`)."""
 from __future__ import annotations
 
 from typing import Callable, TypeVar
