@@ -255,7 +255,8 @@ def test_hub_offline_is_procedural_in_one_line_without_the_network(online, monke
     assert sketches.source.startswith("synthetic") and sketches.classes
     (line,) = _lines(capsys)
     assert line.startswith("offline (HF_HUB_OFFLINE/COURSE_OFFLINE is set): cannot download zoheb/sketch-scene")
-    assert line.endswith("procedural sketches of six classes (12 to train, 360 held out), set COURSE_DATA for real ones")
+    assert line.endswith("procedural sketches of six classes (12 to train, 360 held out), set COURSE_DATA for real "
+                         "ones")
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)  # online, but no network
     assert load_sketches(online, limit_per_class=2, image_size=32).source.startswith("synthetic")
     assert "the Hugging Face hub cannot be reached: procedural sketches" in _lines(capsys)[0]
