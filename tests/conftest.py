@@ -8,6 +8,11 @@ import pytest
 
 from helpers.config import get_config
 
+# The unit tests never download: online, quick mode's "auto" would fetch real subsets (CIFAR-10, CelebA shards,
+# sketch scenes) and the tests that expect the procedural stand-ins would see photos instead. The online paths are
+# tested with stand-ins of the downloads (test_online_data.py); COURSE_OFFLINE=0 lets the session go online.
+os.environ.setdefault("COURSE_OFFLINE", "1")
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

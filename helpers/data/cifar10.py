@@ -5,17 +5,23 @@ index `CIFAR10_CLASSES`, a training split and a held-out split, and a `source` s
 came from. Images stay uint8 in memory (a quarter of float32) and become floats in [-1, 1] only when a
 dataset item is read.
 
-Sources, first match wins for `source="auto"`:
+Sources, first match wins for `source="auto"`; the loader prints one line saying which it is and why:
 1. "local": `COURSE_DATA` holding `cifar10_train_jpeg.tar.gz`, the 50,000 CIFAR-10 *training* photos as
    JPEG files `train/<class>/<n>.jpg`. There is no test set in it, so the last 500 photos (by file number)
    of every class are held out: 45,000 train + 5,000 held-out. Decoded once (about 6 s), then cached.
    `COURSE_DATA` holding torchvision's own `cifar-10-batches-py` folder counts as local too.
-2. "torchvision" (full mode): `torchvision.datasets.CIFAR10` downloads the real 50,000 + 10,000 images into
-   `cfg.data_root`; the official test set is the held-out split.
-3. "synthetic" (quick mode without local files): `synthetic_cifar`, procedural cartoon icons, one motif per
-   class (a plane, a car, a frog, ...) jittered in position, size and mirroring, on a two-tone background and in
-   paints that every class draws from the same palettes: colour says nothing about the class, only shape does
-   (a classifier on the 4x4 mean colours reads about 24% of them, chance being 10%). Same schema, no download.
+2. "torchvision": `torchvision.datasets.CIFAR10` downloads the real archive (cifar-10-python.tar.gz from
+   www.cs.toronto.edu, 163 MiB, all 60,000 images) once into `cfg.data_root`, after printing its size and an
+   estimated time; torchvision shows the progress bar, and a later run of either mode reads it there (offline
+   too). Full mode uses all of it, the official test set held out. Quick mode keeps the first 1,000 training
+   photos of each class (10,000) and holds out the first 200 of each class of the test set (2,000). Offline
+   (COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1) nothing is tried; online, a TCP check of the host answers within 3 s
+   before any download, so a laptop without network does not wait for retries.
+3. "synthetic" (quick mode when that download cannot happen: offline, the host out of reach, a failed transfer;
+   full mode stops with a one-line error instead): `synthetic_cifar`, procedural cartoon icons, one motif
+   per class (a plane, a car, a frog, ...) jittered in position, size and mirroring, on a two-tone background
+   and in paints that every class draws from the same palettes: colour says nothing about the class, only shape
+   does (a classifier on the 4x4 mean colours reads about 24% of them, chance being 10%). Same schema, no download.
 
 `limit_per_class=k` keeps the first k training images of every class (the held-out split is untouched), and
 `image_size` other than 32 resizes every image once (bilinear, antialiased when shrinking).
@@ -29,6 +35,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -37,8 +44,9 @@ from PIL import Image, ImageDraw
 
 from helpers.config import CourseConfig
 from helpers.data.celeba import to_float
-from helpers.data.splits import Splits, Uint8Images, choose_source
-from helpers.errors import CourseError
+from helpers.data.splits import (Splits, Uint8Images, announce, choose_source, download_notice,
+                                 host_reachable, real_or_stand_in)
+from helpers.errors import CourseError, Unavailable
 from helpers.files import save_npz_atomic
 
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -49,6 +57,10 @@ LOCAL_TAR = "cifar10_train_jpeg.tar.gz"
 TORCHVISION_FOLDER = "cifar-10-batches-py"  # what torchvision.datasets.CIFAR10 unpacks into its root
 LOCAL_HELDOUT_PER_CLASS = 500  # the last 500 photos of each class in the tar: 5,000 held out, 45,000 to train
 SYNTHETIC_SIZES = {"quick": (1_000, 200), "full": (5_000, 1_000)}  # (train, held-out) icons per class
+QUICK_PER_CLASS = 1_000  # quick mode's real CIFAR-10: the first 1,000 training photos of each class ...
+QUICK_HELDOUT_PER_CLASS = 200  # ... and the first 200 of each class of the official test set
+DOWNLOAD_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # torchvision.datasets.CIFAR10.url
+DOWNLOAD_BYTES = 170_498_071  # what torchvision downloads from there (163 MiB)
 SYNTHETIC_TEST_OFFSET = 1_000_000  # held-out icons are numbered from here: never the same as a training icon
 CACHE_VERSION = 1  # bump when decoding changes: older caches are then rebuilt
 
@@ -175,28 +187,56 @@ def _torchvision_split(root: Path, train: bool, download: bool) -> tuple[np.ndar
     return dataset.data.transpose(0, 3, 1, 2).copy(), np.asarray(dataset.targets, dtype=np.int64)
 
 
+def _quick_subset(train: tuple, test: tuple) -> tuple[tuple, tuple]:
+    """Quick mode's share of the official splits: the first QUICK_PER_CLASS training images and the first
+    QUICK_HELDOUT_PER_CLASS test images of every class, dealt out class by class."""
+    def first(split: tuple, k: int) -> tuple:
+        images, labels = split
+        keep = first_per_class(torch.as_tensor(labels), k).numpy()
+        keep = keep[interleave_classes(labels[keep])]
+        return images[keep], labels[keep]
+
+    return first(train, QUICK_PER_CLASS), first(test, QUICK_HELDOUT_PER_CLASS)
+
+
 def _load_torchvision(cfg: CourseConfig, root: Path | None = None) -> tuple[tuple, tuple, str]:
-    """The official 50,000 + 10,000 images from `root` (no download) or downloaded into cfg.data_root."""
+    """The official 50,000 + 10,000 images from `root` (no download) or from cfg.data_root, downloaded there first
+    (once) when need be; from the download, quick mode keeps `_quick_subset`. Unavailable (one line) when the download
+    cannot happen: offline, the host out of reach (answered in seconds), or a failed transfer."""
     if root is not None:
         try:
             train, test = _torchvision_split(root, True, False), _torchvision_split(root, False, False)
         except Exception as error:  # torchvision checks the files' md5 sums: a damaged copy lands here
             raise CourseError(f"cannot read CIFAR-10 from {root / TORCHVISION_FOLDER} ({type(error).__name__}); "
                               "delete that folder or point COURSE_DATA elsewhere") from None
-        return train, test, f"torchvision:{root}"
-    root = cfg.data_root
-    fix = f"set COURSE_DATA=<folder holding {LOCAL_TAR}> or COURSE_QUICK=1 (procedural images, no download)"
-    if cfg.offline and not (root / TORCHVISION_FOLDER).exists():
-        raise CourseError(f"offline (HF_HUB_OFFLINE/COURSE_OFFLINE is set) and no CIFAR-10 in {root}: "
-                          f"go online once to let torchvision download it (170 MB), or {fix}")
-    try:
-        train = _torchvision_split(root, True, not cfg.offline)
-        test = _torchvision_split(root, False, not cfg.offline)
-    except Exception as error:  # no network, proxy, a broken half-download: all end in the same advice
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CourseError(f"CIFAR-10 could not be downloaded into {root} ({first_line}); "
-                          f"check your connection, or {fix}") from None
-    return train, test, f"torchvision:{root}"
+        where = f"torchvision:{root}"
+    else:
+        root = cfg.data_root
+        fix = f"set COURSE_DATA=<folder holding {LOCAL_TAR}> or COURSE_QUICK=1 (procedural images, no download)"
+        there = (root / TORCHVISION_FOLDER).exists()
+        if not there:
+            if cfg.offline:
+                raise Unavailable(f"offline (HF_HUB_OFFLINE/COURSE_OFFLINE is set) and no CIFAR-10 in {root}",
+                                  f"go online once to let torchvision download it ({DOWNLOAD_BYTES / 2**20:.0f} MiB), "
+                                  f"or {fix}")
+            host = urlparse(DOWNLOAD_URL).hostname
+            if not host_reachable(DOWNLOAD_URL):
+                raise Unavailable(f"CIFAR-10 could not be downloaded into {root} ({host} cannot be reached)",
+                                  f"check your connection, or {fix}")
+            print(download_notice(f"CIFAR-10 from {host} (torchvision; the real archive, all 60,000 images)",
+                                  DOWNLOAD_BYTES, root))
+        try:
+            train = _torchvision_split(root, True, not cfg.offline)  # torchvision fetches only what is missing
+            test = _torchvision_split(root, False, not cfg.offline)
+        except Exception as error:  # no network, proxy, a broken half-download: all end in the same advice
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise Unavailable(f"CIFAR-10 could not be downloaded into {root} ({first_line})",
+                              f"check your connection, or {fix}") from None
+        where = f"torchvision:{root}"
+        if cfg.quick:
+            train, test = _quick_subset(train, test)
+            where += f" (first {QUICK_PER_CLASS}/class; test set's first {QUICK_HELDOUT_PER_CLASS}/class held out)"
+    return train, test, where
 
 
 # ------------------------------------------------------------------------------------------ 3. synthetic
@@ -422,14 +462,17 @@ def _check_arguments(source: str, image_size: int, limit_per_class: int | None) 
 
 def load_cifar10(cfg: CourseConfig, source: str = "auto", image_size: int = 32,
                  limit_per_class: int | None = None) -> ImageSplits:
-    """The CIFAR-10 images for this run mode (see the module docstring for the sources).
+    """The CIFAR-10 images for this run mode (see the module docstring for the sources); prints one line saying
+    which they are and why.
 
-    `source`: "auto" (local copy > synthetic in quick mode > torchvision download in full mode), or force
-    "local", "torchvision", "synthetic". `limit_per_class` keeps the first k training images of each class.
-    Raises CourseError (one line, saying what to do) for bad arguments or a source that cannot be reached.
+    `source`: "auto" (local copy > torchvision download, quick mode's share of it, or the procedural icons when it
+    cannot be had in quick mode), or force "local", "torchvision", "synthetic". `limit_per_class` keeps the first k
+    training images of each class. Raises CourseError (one line, saying what to do) for bad arguments or a forced
+    source that cannot be reached.
     """
     _check_arguments(source, image_size, limit_per_class)
     local = _local_source(cfg)
+    asked, why_not = source, ""
     source = choose_source(cfg, source, bool(local), "torchvision",
                            needs=f"{LOCAL_TAR} (or torchvision's {TORCHVISION_FOLDER}/)")
     if source == "local":
@@ -439,11 +482,21 @@ def load_cifar10(cfg: CourseConfig, source: str = "auto", image_size: int = 32,
             where = f"local:{LOCAL_TAR} (last {LOCAL_HELDOUT_PER_CLASS}/class held out)"
         else:
             train, test, where = _load_torchvision(cfg, path)
+        origin = f"COURSE_DATA's {LOCAL_TAR if kind == 'tar' else TORCHVISION_FOLDER}"
     elif source == "torchvision":
-        train, test, where = _load_torchvision(cfg, local[1] if local and local[0] == "torchvision" else None)
+        root = local[1] if local and local[0] == "torchvision" else None
+        (train, test, where), why_not = real_or_stand_in(
+            cfg, asked, lambda: _load_torchvision(cfg, root),
+            lambda: _load_synthetic(cfg, image_size, limit_per_class))
+        origin = "torchvision"
     else:
         train, test, where = _load_synthetic(cfg, image_size, limit_per_class)
-    return _as_splits(train, test, where, image_size, limit_per_class)
+        origin = "source='synthetic'"
+    data = _as_splits(train, test, where, image_size, limit_per_class)
+    per_class = f", {len(data.train_images) // len(CIFAR10_CLASSES):,} per class"  # every source is balanced
+    announce(data, "procedural icons" if where.startswith("synthetic") else "real CIFAR-10", origin + per_class,
+             why_not)
+    return data
 
 
 def _as_splits(train: tuple, test: tuple, source: str, image_size: int, limit: int | None) -> ImageSplits:

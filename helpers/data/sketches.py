@@ -4,23 +4,29 @@ Every source returns a `SketchSplits`: uint8 images (N, 1, S, S) with **ink = 25
 BCE loss wants: ink probability per pixel), one caption per image, an int64 class label per image (-1 where a
 source has no classes), a held-out split, the class names and a `source` string.
 
-Sources, first match wins for `source="auto"`:
+Sources, first match wins for `source="auto"`; the loader prints one line saying which it is and why:
 1. "local": `COURSE_DATA` holding `quickdraw_6class_28x28.npz`, 3,000 real Quick, Draw! doodles of each of six
    classes (apple, bicycle, cat, diamond, eye, fish) at 28x28; the last 300 of each class are held out. The
    caption is the class name in a template ("a sketch of a cat", "a doodle of a fish", ...).
-2. "hub" (full mode): the Hugging Face dataset `zoheb/sketch-scene` (FS-COCO scene sketches with captions)
-   (parquet shards, `helpers.data.hub`; `COURSE_HUB_SKETCHES` names another id or a local folder of them); rows
-   hold an `image` and a `text` caption and no class (labels are -1). Fails fast, in one line, when the hub
-   cannot be reached.
-3. "synthetic" (quick mode without local files): `synthetic_sketches`, procedural line drawings of the same six
-   classes, jittered in position, size, rotation and stroke, with the same captions.
+2. "hub": the Hugging Face dataset `zoheb/sketch-scene` (FS-COCO scene sketches with sentence captions)
+   (parquet, `helpers.data.hub`; `COURSE_HUB_SKETCHES` names another id or a local folder of them); rows hold
+   an `image` and a `text` caption and no class (labels are -1), so the sketch track judges them by retrieval
+   (`helpers.sketch.evaluate_retrieval`) rather than by a class judge. Full mode reads every row; quick mode
+   the first 3,500 (3,000 to train, the last 500 held out) from the dataset's first parquet file, fetched once
+   with its size and estimated time printed first and the hub's progress bar, then read from the cache (offline
+   too). Full mode fails fast, in one line, when the hub cannot be reached.
+3. "synthetic" (quick mode when the hub's rows cannot be had: offline, COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1; the
+   hub out of reach, answered within 3 s; a failed transfer): `synthetic_sketches`, procedural line drawings of
+   the same six classes as the doodles, jittered in position, size, rotation and stroke, with the same captions.
 
 Images are resized once to `image_size` (default 128) with antialiasing.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +36,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from helpers.config import CourseConfig
-from helpers.data.hub import load_parquet, source_of
-from helpers.data.splits import Splits, Uint8Images
+from helpers.data.hub import load_parquet, quick_shards, read_rows, source_of
+from helpers.data.splits import Splits, Uint8Images, announce, real_or_stand_in
 from helpers.errors import CourseError
+from helpers.files import save_npz_atomic
 
 SKETCH_CLASSES: tuple[str, ...] = ("apple", "bicycle", "cat", "diamond", "eye", "fish")
 SOURCES = ("auto", "local", "hub", "synthetic")
@@ -41,6 +48,8 @@ LOCAL_HELDOUT_PER_CLASS = 300
 HUB_DATASET = "zoheb/sketch-scene"
 HUB_HELDOUT = 500  # the dataset's last 500 rows are held out (a tenth of a small copy)
 HUB_ENV = "COURSE_HUB_SKETCHES"  # another hub id, or a folder holding its parquet shards
+QUICK_ROWS = 3_500  # quick mode's real scene sketches: the first 3,500 rows, the last 500 of them held out
+HUB_QUICK_SHARDS = 1  # ... read from its first parquet file (the hub lists the whole dataset as one file of ~139 MB)
 SYNTHETIC_SIZES = {"quick": (400, 60), "full": (3_000, 300)}  # (train, held-out) drawings per class
 TEMPLATES = ("a sketch of {}", "a drawing of {}", "a doodle of {}", "a simple line drawing of {}", "{}")
 
@@ -133,16 +142,46 @@ def _to_ink(image: Image.Image, size: int) -> np.ndarray:
     return 255 - np.asarray(canvas.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
+def _hub_rows(cfg: CourseConfig, source: str, count: int | None, hint: str):
+    """Full mode: every row of `source`. Quick mode: its first `count` rows (QUICK_ROWS when None), from its first
+    HUB_QUICK_SHARDS parquet file(s), fetched once; Unavailable when they cannot be downloaded now."""
+    if not cfg.quick:
+        return load_parquet(cfg, source, hint)
+    count = count or QUICK_ROWS
+    shards = quick_shards(cfg, source, HUB_QUICK_SHARDS, f"quick mode's {count:,} real scene sketches", hint)
+    return read_rows(shards, count, source, hint)
+
+
+def _decoded_scenes(cfg: CourseConfig, rows, image_column: str, captions: list[str], size: int) -> np.ndarray:
+    """The first len(captions) sketches of `rows` as ink, uint8 (N, 1, S, S): decoded once, then read from a cache
+    under cfg.data_root / "cache" named by their count, size and captions."""
+    digest = hashlib.sha1("\n".join(captions).encode()).hexdigest()[:12]
+    cache = cfg.data_root / "cache" / f"sketch_scenes_{len(captions)}_{size}_{digest}.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as stored:
+                return stored["images"]
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # an unreadable cache is rebuilt, never trusted
+    images = np.stack([_to_ink(rows[i][image_column], size) for i in range(len(captions))])[:, None]
+    try:
+        save_npz_atomic(cache, images=images)
+    except OSError as error:
+        warnings.warn(f"could not cache the decoded sketches in {cache} ({error}); they will be decoded again")
+    return images
+
+
 def _load_hub(cfg: CourseConfig, image_size: int, limit: int | None) -> SketchSplits:
-    hint = (f"set COURSE_DATA to a folder holding {LOCAL_FILE} (Quick, Draw! doodles) or use quick mode "
-            f"(COURSE_QUICK=1, procedural sketches)")
+    fallback = ("COURSE_OFFLINE=1 (procedural sketches)" if cfg.quick else
+                "quick mode (COURSE_QUICK=1, procedural sketches)")
+    hint = f"set COURSE_DATA to a folder holding {LOCAL_FILE} (Quick, Draw! doodles) or use {fallback}"
     source = source_of(HUB_ENV, HUB_DATASET)
-    rows = load_parquet(cfg, source, hint)
+    rows = _hub_rows(cfg, source, None if limit is None else limit + HUB_HELDOUT, hint)
     image_column, text_column = _hub_columns(rows.features, source)
     count = len(rows) if limit is None else min(len(rows), limit + HUB_HELDOUT)
-    images = np.stack([_to_ink(rows[i][image_column], image_size) for i in range(count)])[:, None]
-    captions = [str(rows[i][text_column]).strip() for i in range(count)]
-    images, labels = torch.from_numpy(images), torch.full((count,), -1, dtype=torch.int64)
+    captions = [str(text).strip() for text in rows[text_column][:count]]
+    images = torch.from_numpy(_decoded_scenes(cfg, rows, image_column, captions, image_size))
+    labels = torch.full((count,), -1, dtype=torch.int64)
     cut = count - (HUB_HELDOUT if count > 2 * HUB_HELDOUT else max(1, count // 10))
     return SketchSplits(images[:cut], captions[:cut], labels[:cut], images[cut:], captions[cut:], labels[cut:], (),
                         f"hub {source}")
@@ -238,17 +277,28 @@ def _load_synthetic(cfg: CourseConfig, image_size: int, limit_per_class: int | N
 # ------------------------------------------------------------------------------------------ entry point
 def load_sketches(cfg: CourseConfig, source: str = "auto", image_size: int = 128,
                   limit_per_class: int | None = None) -> SketchSplits:
-    """The sketches of this mode (see the module docstring for the order of sources)."""
+    """The sketches of this mode (see the module docstring for the order of sources); prints one line saying
+    which they are and why. `limit_per_class` keeps the first k of each class (k x 10 rows of the captioned,
+    classless scene sketches)."""
     if source not in SOURCES:
         raise CourseError(f"unknown sketch source {source!r}; choose one of {', '.join(SOURCES)}")
     if not isinstance(image_size, int) or image_size < 16 or image_size % 16:
         raise CourseError(f"image_size={image_size!r}: use a multiple of 16 (128 is the course's size)")
     local = cfg.local_data / LOCAL_FILE if cfg.local_data is not None else None
+    why_not, hub_limit = "", None if limit_per_class is None else limit_per_class * 10
     if source == "local" or (source == "auto" and local is not None and local.exists()):
         if local is None or not local.exists():
             raise CourseError(f"no {LOCAL_FILE} in COURSE_DATA ({cfg.local_data}); set COURSE_DATA to the folder "
                               f"that holds it")
-        return _load_local(local, image_size, limit_per_class, cfg.seed)
-    if source == "hub" or (source == "auto" and not cfg.quick):
-        return _load_hub(cfg, image_size, None if limit_per_class is None else limit_per_class * 10)
-    return _load_synthetic(cfg, image_size, limit_per_class)
+        data = _load_local(local, image_size, limit_per_class, cfg.seed)
+        what, origin = "real Quick, Draw! doodles", f"COURSE_DATA's {LOCAL_FILE}, six classes"
+    elif source in ("hub", "auto"):
+        data, why_not = real_or_stand_in(cfg, source, lambda: _load_hub(cfg, image_size, hub_limit),
+                                         lambda: _load_synthetic(cfg, image_size, limit_per_class))
+        what = "procedural sketches of six classes" if why_not else "real scene sketches with sentence captions"
+        origin = data.source[len("hub "):] if data.source.startswith("hub ") else data.source
+    else:
+        data = _load_synthetic(cfg, image_size, limit_per_class)
+        what, origin = "procedural sketches of six classes", "source='synthetic'"
+    announce(data, what, origin, why_not)
+    return data
