@@ -64,8 +64,12 @@ def pooled_pixels(images: torch.Tensor, size: int = 4) -> torch.Tensor:
     (uint8 images are read as 0..1, float images as they are)."""
     if images.dim() != 4:
         raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
-    images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-    return F.adaptive_avg_pool2d(images.cpu(), size).flatten(1)
+    chunks = []
+    for start in range(0, len(images), 2048):  # a whole uint8 split never exists as float32
+        batch = images[start:start + 2048].cpu()
+        batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
+        chunks.append(F.adaptive_avg_pool2d(batch, size).flatten(1))
+    return torch.cat(chunks) if chunks else torch.zeros(0, images.shape[1] * size * size)
 
 
 class PooledPixelBaseline:
