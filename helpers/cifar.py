@@ -27,7 +27,7 @@ from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.cifar10 import CIFAR10_CLASSES, ImageSplits, load_cifar10
 from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
 from helpers.errors import CourseError
-from helpers.metrics import PooledPixelBaseline, format_accuracy
+from helpers.metrics import PooledPixelBaseline, format_accuracy, judge_line
 from helpers.text.prompts import check_prompt
 from helpers.models.unet import UNet, UNetConfig
 from helpers.registry import ModelKind, Samples, sampling_tag
@@ -389,8 +389,8 @@ def _evaluate(cfg: CourseConfig, ddpm: ClassToImage, options) -> None:
     judge, _ = load_or_train_cifar_judge(cfg, data)
     colour = colour_baseline(data)
     real = real_reference(judge, data, baseline=colour)
-    print(f"judge reads {format_accuracy(real['class_accuracy'], real['n'])} of held-out images ({data.source}); "
-          f"a {colour.name} reads {real['baseline_accuracy']:.1%}, chance {1 / len(CIFAR10_CLASSES):.0%}")
+    print(judge_line(real["class_accuracy"], real["n"], f"held-out images ({data.source})", colour.name,
+                     real["baseline_accuracy"]) + f", chance {1 / len(CIFAR10_CLASSES):.0%}")
     print(f"real training images against held-out ones: FID (judge features) {real['fid_own']:.2f}")
     # quick: 20 samples per class with the 20-step solver, well under a minute on a CPU; full: the 10,000
     # samples the standard FID wants (FID is biased upwards at small N), which a GPU draws in seconds
