@@ -322,7 +322,8 @@ def _generate_digits(model: TextToDigit, options) -> Samples:
 
 
 def _evaluate_text_cvae(cfg: CourseConfig, model: TextToDigit, options) -> None:
-    from helpers.digit_judge import judge_report, load_or_train_judge, pixel_baseline, prompt_accuracy, prompt_accuracy_line
+    from helpers.digit_judge import (judge_report, load_or_train_judge, pixel_baseline, prompt_accuracy,
+                                     prompt_accuracy_line)
 
     judge, judge_accuracy = load_or_train_judge(cfg)
     baseline = pixel_baseline(cfg)

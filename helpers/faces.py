@@ -337,7 +337,8 @@ def judge_report(judge: AttributeJudge, judge_accuracy: Mapping[str, float], dat
     frequencies of the training faces: high plain accuracy for rare attributes, balanced accuracy 0.5)."""
     trusted = reliable(judge_accuracy)
     if not trusted:
-        return f"judge: no attribute reaches balanced accuracy {JUDGE_MIN} on the {len(data.test_attrs):,} held-out faces"
+        return (f"judge: no attribute reaches balanced accuracy {JUDGE_MIN} on the {len(data.test_attrs):,} "
+                "held-out faces")
     index = [ATTRIBUTES.index(name) for name in trusted]
     truth = data.test_attrs[:, index] > 0  # (N, T)
     plain = float((judge_predictions(judge, to_float(data.test_images))[:, index] == truth).float().mean())

@@ -438,7 +438,7 @@ def _evaluate_ldm(cfg: CourseConfig, model: TextToFace, options) -> None:
     print(judge_report(judge, accuracy, data))
     real = real_attribute_rates(judge, judged, data)
     print(f"real held-out faces show the single-attribute prompts' attributes "
-          f"{sum(real.values()) / max(len(real), 1):.1%} of the time (unprompted rate: the baseline a prompt must beat)")
+          f"{sum(real.values()) / max(len(real), 1):.1%} of the time (unprompted rate: the baseline to beat)")
     for guidance in sorted({1.0, options.guidance}):
         result = attribute_accuracy(model, judge, judged, guidance=guidance, steps=options.steps,
                                     sampler=options.sampler, seed=options.seed)

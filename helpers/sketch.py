@@ -369,7 +369,8 @@ def class_accuracy_line(result: dict, data: SketchSplits, baseline: PooledPixelB
     """"judged class accuracy of generated sketches: 90.0% (n=120, 95% CI ...) (chance 17%; the 4x4 mean-pixel
     classifier reads 40.0% of them)"."""
     return (f"judged class accuracy of generated sketches: {format_accuracy(result['class_accuracy'], result['n'])} "
-            f"(chance {1 / len(data.classes):.0%}; the {baseline.name} reads {result['baseline_accuracy']:.1%} of them)")
+            f"(chance {1 / len(data.classes):.0%}; the {baseline.name} reads {result['baseline_accuracy']:.1%} "
+            "of them)")
 
 
 def retrieval_line(result: dict) -> str:
