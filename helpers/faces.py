@@ -344,7 +344,7 @@ def judge_report(judge: AttributeJudge, judge_accuracy: Mapping[str, float], dat
     plain = float((judge_predictions(judge, to_float(data.test_images))[:, index] == truth).float().mean())
     majority = float(majority_accuracy(data.train_attrs[:, index], data.test_attrs[:, index]).mean())
     balanced = sum(judge_accuracy[name] for name in trusted) / len(trusted)
-    return (f"judge on {len(truth):,} held-out faces, {len(trusted)} trusted attributes ({', '.join(trusted)}): "
+    return (f"judge on {len(truth):,} held-out faces, the {len(trusted)} attributes it is trusted on: "
             f"plain accuracy {plain:.1%}, balanced {balanced:.3f}; always answering each attribute's commoner value "
             f"(the attribute frequencies): plain {majority:.1%}, balanced 0.500")
 
@@ -543,6 +543,8 @@ def _evaluate_faces(cfg: CourseConfig, face: PromptToFace, options) -> None:
     data = face_data(cfg)
     clip = face.condition.encoder if face.condition.name == "clip" else load_clip(cfg)
     judge, accuracy = load_or_train_face_judge(cfg, data)
+    print(f"judge trusted on the attributes it reads with held-out balanced accuracy >= {JUDGE_MIN}: "
+          f"{', '.join(reliable(accuracy)) or 'none'}")
     print(judge_report(judge, accuracy, data))
     rows = {"real held-out faces": real_reference(judge, accuracy, clip, data, seed=cfg.seed),
             PROMPT_IGNORED: frequency_reference(data, accuracy, seed=cfg.seed),

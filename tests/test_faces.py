@@ -227,7 +227,7 @@ def test_comparison_numbers_and_table(tiny_cfg, tiny_faces, tiny_clip, tmp_path)
     # answering each attribute's commoner value is the trivial baseline beside it
     report = faces.judge_report(SaysYesToEverything(), everything, tiny_faces)
     positives = float((tiny_faces.test_attrs > 0).float().mean())
-    assert f"judge on {len(tiny_faces.test_attrs)} held-out faces, 40 trusted attributes" in report
+    assert f"judge on {len(tiny_faces.test_attrs)} held-out faces, the 40 attributes it is trusted on" in report
     assert f"plain accuracy {positives:.1%}" in report and "commoner value (the attribute frequencies): plain" in report
     nothing = faces.prompted_accuracy(judge, torch.zeros(2, 3, 32, 32), [{"Male": True}] * 2, judged=[])
     assert math.isnan(nothing[0]) and nothing[1] == 0
