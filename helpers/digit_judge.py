@@ -113,7 +113,7 @@ def prompt_accuracy_line(split: str, result: dict, baseline: PooledPixelBaseline
 
 def _cli_train_judge(cfg: CourseConfig, out: Path, options) -> None:
     _, accuracy = train_judge(cfg, out, epochs=options.epochs, progress=True)
-    print(f"judge accuracy on held-out digits: {accuracy:.2%}")
+    print(judge_report(cfg, accuracy, pixel_baseline(cfg)))
 
 
 # Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).

@@ -471,8 +471,9 @@ def _measure(cfg: CourseConfig, sketch: TextToSketch, n: int, seed: int) -> dict
 
 
 def _cli_train_judge(cfg: CourseConfig, out: Path, options) -> None:
-    _, accuracy = train_doodle_judge(cfg, out=out, epochs=options.epochs, progress=True)
-    print(f"judge accuracy on held-out doodles: {accuracy:.2%}")
+    data = sketch_data(cfg)
+    _, accuracy = train_doodle_judge(cfg, data, out=out, epochs=options.epochs, progress=True)
+    print(judge_report(accuracy, data, pixel_baseline(data)))
 
 
 # Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
