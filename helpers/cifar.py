@@ -27,6 +27,7 @@ from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.cifar10 import CIFAR10_CLASSES, ImageSplits, load_cifar10
 from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
 from helpers.errors import CourseError
+from helpers.metrics import PooledPixelBaseline, format_accuracy, judge_line
 from helpers.text.prompts import check_prompt
 from helpers.models.unet import UNet, UNetConfig
 from helpers.registry import ModelKind, Samples, sampling_tag
@@ -289,21 +290,35 @@ def guidance_grid(ddpm: ClassToImage, scales: Sequence[float], per_class: int = 
 
 
 # ------------------------------------------------------------------------------------------ measuring
-def sample_quality(images: torch.Tensor, labels: torch.Tensor, judge, real: torch.Tensor) -> dict[str, float]:
-    """Judged class accuracy of generated images, and FID/KID against real images on the judge's features."""
+def colour_baseline(data: ImageSplits) -> PooledPixelBaseline:
+    """The trivial baseline printed beside the judge: a classifier on the 4x4 mean colours of an image, fitted on
+    the training images (a few seconds). It scores images in [0, 1] or uint8 (`sample_quality` converts)."""
+    return PooledPixelBaseline(data.train_images, data.train_labels)
+
+
+def sample_quality(images: torch.Tensor, labels: torch.Tensor, judge, real: torch.Tensor,
+                   baseline: PooledPixelBaseline | None = None) -> dict[str, float]:
+    """Judged class accuracy of generated images (in [-1, 1]) and its sample count, FID/KID against real images on
+    the judge's features, and with a `baseline` (`colour_baseline`) the share of the images it reads as their
+    class: how much of the judged accuracy the colours alone explain."""
     from helpers.cifar_judge import class_accuracy, judge_features
     from helpers.metrics import frechet_distance, kernel_inception_distance
 
     fake_features, real_features = judge_features(judge, images), judge_features(judge, real)
     accuracy = class_accuracy(judge, images, labels)
-    return {"class_accuracy": accuracy["accuracy"], "per_class": accuracy["per_class"],
-            "fid_own": frechet_distance(fake_features, real_features),
-            "kid_own": kernel_inception_distance(fake_features, real_features)}
+    result = {"class_accuracy": accuracy["accuracy"], "n": accuracy["n_images"], "per_class": accuracy["per_class"],
+              "fid_own": frechet_distance(fake_features, real_features),
+              "kid_own": kernel_inception_distance(fake_features, real_features)}
+    if baseline is not None:
+        result["baseline_accuracy"] = baseline.accuracy((images + 1) / 2, labels)
+    return result
 
 
 def evaluate_ddpm(ddpm: ClassToImage, judge, data: ImageSplits, *, per_class: int = 50, guidance: float = 3.0,
-                  steps: int = 20, sampler: str = "dpm++2m", seed: int = 0, inception: bool = False) -> dict:
-    """Draw `per_class` images of every class and measure them against the held-out real images."""
+                  steps: int = 20, sampler: str = "dpm++2m", seed: int = 0, inception: bool = False,
+                  baseline: PooledPixelBaseline | None = None) -> dict:
+    """Draw `per_class` images of every class and measure them against the held-out real images (and, with a
+    `baseline`, how many of them the colour classifier reads as their class)."""
     labels = torch.arange(len(CIFAR10_CLASSES)).repeat_interleave(per_class)
     start = time.perf_counter()
     images = ddpm.generate(labels, guidance=guidance, steps=steps, sampler=sampler, seed=seed)
@@ -313,7 +328,7 @@ def evaluate_ddpm(ddpm: ClassToImage, judge, data: ImageSplits, *, per_class: in
     real = to_float(data.test_images)
     result = {"sampler": f"{sampler}-{steps}", "guidance": guidance, "n": len(labels),
               "ms_per_image": 1000 * seconds / len(labels), "params": ddpm.parameters,
-              "train_seconds": ddpm.train_seconds, **sample_quality(images, labels, judge, real)}
+              "train_seconds": ddpm.train_seconds, **sample_quality(images, labels, judge, real, baseline)}
     if inception:
         result.update(inception_fid(images, real, ddpm.device))
     return result
@@ -329,9 +344,11 @@ def inception_fid(fake: torch.Tensor, real: torch.Tensor, device) -> dict:
         return {"fid_inception": None, "fid_inception_skipped": str(error)}
 
 
-def real_reference(judge, data: ImageSplits, n: int = 500) -> dict[str, float]:
+def real_reference(judge, data: ImageSplits, n: int = 500, baseline: PooledPixelBaseline | None = None
+                   ) -> dict[str, float]:
     """What real images score, the row generated ones are read against: the judge's accuracy on held-out
-    images it never trained on, and FID/KID of `n` real training images against the held-out ones."""
+    images it never trained on (and its count `n`; with a `baseline`, the colour classifier's on the same
+    images), and FID/KID of `n` real training images against the held-out ones."""
     from helpers.cifar_judge import class_accuracy
     from helpers.data.celeba import to_float
 
@@ -340,7 +357,9 @@ def real_reference(judge, data: ImageSplits, n: int = 500) -> dict[str, float]:
     result = sample_quality(to_float(data.train_images[keep]), data.train_labels[keep], judge,
                             to_float(data.test_images))
     heldout = class_accuracy(judge, to_float(data.test_images), data.test_labels)
-    result.update(class_accuracy=heldout["accuracy"], per_class=heldout["per_class"])
+    result.update(class_accuracy=heldout["accuracy"], n=heldout["n_images"], per_class=heldout["per_class"])
+    if baseline is not None:
+        result["baseline_accuracy"] = baseline.accuracy(data.test_images, data.test_labels)
     return result
 
 
@@ -367,18 +386,20 @@ def _evaluate(cfg: CourseConfig, ddpm: ClassToImage, options) -> None:
     data = cifar_data(cfg, ddpm.image_size)
     if ddpm.extra.get("data") != data.source:
         print(f"note: trained on {ddpm.extra.get('data')}, measured against {data.source}")
-    judge, judge_accuracy = load_or_train_cifar_judge(cfg, data)
-    print(f"judge accuracy on held-out images ({data.source}): {judge_accuracy:.2%}")
-    real = real_reference(judge, data)
-    print(f"real images:  judged class accuracy {real['class_accuracy']:.2%}, FID (judge features) "
-          f"{real['fid_own']:.2f}")
+    judge, _ = load_or_train_cifar_judge(cfg, data)
+    colour = colour_baseline(data)
+    real = real_reference(judge, data, baseline=colour)
+    print(judge_line(real["class_accuracy"], real["n"], f"held-out images ({data.source})", colour.name,
+                     real["baseline_accuracy"]) + f", chance {1 / len(CIFAR10_CLASSES):.0%}")
+    print(f"real training images against held-out ones: FID (judge features) {real['fid_own']:.2f}")
     # quick: 20 samples per class with the 20-step solver, well under a minute on a CPU; full: the 10,000
     # samples the standard FID wants (FID is biased upwards at small N), which a GPU draws in seconds
     result = evaluate_ddpm(ddpm, judge, data, per_class=20 if cfg.quick else cfg.samples(1000),
                            guidance=options.guidance, steps=options.steps, sampler=options.sampler, seed=options.seed,
-                           inception=True)
-    print(f"{result['sampler']}, guidance {result['guidance']:g}, {result['n']} samples: judged class accuracy "
-          f"{result['class_accuracy']:.2%}, FID (judge features) {result['fid_own']:.2f}, "
+                           inception=True, baseline=colour)
+    print(f"{result['sampler']}, guidance {result['guidance']:g}: judged class accuracy "
+          f"{format_accuracy(result['class_accuracy'], result['n'])} (the {colour.name} reads "
+          f"{result['baseline_accuracy']:.1%} of them), FID (judge features) {result['fid_own']:.2f}, "
           f"KID {result['kid_own'][0]:.4f} ± {result['kid_own'][1]:.4f}, {result['ms_per_image']:.0f} ms/image")
     print("per class: " + " ".join(f"{c}:{v:.0%}" for c, v in result["per_class"].items()))
     if result.get("fid_inception") is None:
@@ -393,9 +414,12 @@ def _measure(cfg: CourseConfig, ddpm: ClassToImage, n: int, seed: int) -> dict:
 
     data = cifar_data(cfg, ddpm.image_size)
     judge, judge_accuracy = load_or_train_cifar_judge(cfg, data)
-    result = evaluate_ddpm(ddpm, judge, data, per_class=n, seed=seed)
+    colour = colour_baseline(data)
+    result = evaluate_ddpm(ddpm, judge, data, per_class=n, seed=seed, baseline=colour)
     return {"metric": f"judged class accuracy ({result['sampler']}, w={result['guidance']:g})",
-            "value": result["class_accuracy"], "judge": judge_accuracy, "ms_per_sample": result["ms_per_image"]}
+            "value": result["class_accuracy"], "n": result["n"], "baseline": result["baseline_accuracy"],
+            "baseline_name": colour.name, "judge": judge_accuracy, "judge_n": len(data.test_labels),
+            "ms_per_sample": result["ms_per_image"]}
 
 
 # Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).

@@ -313,6 +313,7 @@ def _measure_clip(cfg: CourseConfig, encoder: ClipTextEncoder, n: int, seed: int
     faces = face_data(cfg)
     scores = evaluate_clip(encoder, faces.test_images, faces.test_attrs)
     return {"metric": "text->image R@10 (zero-shot attribute mean)", "value": scores["text_to_image"][10],
+            "n": len(faces.test_images), "baseline": scores["chance_at_10"], "baseline_name": "chance",
             "extra": scores["zero_shot_mean"]}
 
 

@@ -22,6 +22,7 @@ import torch
 from helpers.checkpoint import has_checkpoint, read_index, stored_parameters
 from helpers.config import CourseConfig
 from helpers.errors import CourseError
+from helpers.metrics import format_accuracy
 from helpers.registry import ModelKind, kinds
 
 
@@ -180,19 +181,35 @@ def measure(cfg: CourseConfig, name: str, model, *, n: int = 8, seed: int = 0) -
     return {**result, "seconds": round(time.perf_counter() - start, 1)}
 
 
+def format_value(m: dict) -> str:
+    """A measured number as the tables print it: a share of `n` samples with its 95% interval
+    ("81.2% (n=200, 95% CI 75.2-86.0%)"), else the value (a loss) as it is; the `extra` number in brackets."""
+    if m.get("n") is not None:
+        value = format_accuracy(m.get("value"), m["n"])
+    else:
+        value = _fmt(m.get("value"), ".1%" if "accuracy" in m["metric"] else ".3f")
+    return value + (f" ({m['extra']:.3f})" if m.get("extra") is not None else "")
+
+
+def format_baseline(m: dict) -> str:
+    """'4x4 mean-colour classifier 37.9%': the trivial baseline's score on the same kind of images, or '–'."""
+    return f"{m['baseline_name']} {m['baseline']:.1%}" if m.get("baseline") is not None else "–"
+
+
 def measured_table(rows: list[dict], measured: dict[str, dict]) -> str:
-    """Markdown: the inventory's size and time columns next to what was just measured."""
-    lines = ["| model | nb | measured now | value | judge on real data | ms / sample | params | train s |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Markdown: the inventory's size and time columns next to what was just measured, each judged number with its
+    sample count and 95% interval, a trivial baseline on the same images, and the judge's own accuracy on real
+    held-out data (with its count where it is a share of images)."""
+    lines = ["| model | nb | measured now | value | trivial baseline | judge on real data | ms / sample | params | "
+             "train s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["model"] not in measured:
             continue
         m = measured[r["model"]]
-        value = _fmt(m.get("value"), ".1%" if "accuracy" in m["metric"] else ".3f")
-        if m.get("extra") is not None:
-            value += f" ({m['extra']:.3f})"
-        lines.append(f"| {r['model']} | {r['notebook']} | {m['metric']} | {value} | {_fmt(m.get('judge'), '.1%')} | "
-                     f"{_fmt(m.get('ms_per_sample'), '.1f')} | {_fmt(r['parameters'], ',')} | "
+        judge = (format_accuracy(m["judge"], m["judge_n"]) if m.get("judge_n") is not None
+                 else _fmt(m.get("judge"), ".1%"))
+        lines.append(f"| {r['model']} | {r['notebook']} | {m['metric']} | {format_value(m)} | {format_baseline(m)} | "
+                     f"{judge} | {_fmt(m.get('ms_per_sample'), '.1f')} | {_fmt(r['parameters'], ',')} | "
                      f"{_fmt(r['train_seconds'], '.0f')} |")
     return "\n".join(lines)
 

@@ -322,23 +322,29 @@ def _generate_digits(model: TextToDigit, options) -> Samples:
 
 
 def _evaluate_text_cvae(cfg: CourseConfig, model: TextToDigit, options) -> None:
-    from helpers.digit_judge import load_or_train_judge, prompt_accuracy
+    from helpers.digit_judge import (judge_report, load_or_train_judge, pixel_baseline, prompt_accuracy,
+                                     prompt_accuracy_line)
 
     judge, judge_accuracy = load_or_train_judge(cfg)
-    print(f"judge accuracy on held-out real digits: {judge_accuracy:.2%}")
+    baseline = pixel_baseline(cfg)
+    print(judge_report(cfg, judge_accuracy, baseline))
     for split in ("train", "heldout"):
-        result = prompt_accuracy(model, judge, digit_prompts(split))
+        result = prompt_accuracy(model, judge, digit_prompts(split), baseline=baseline)
         per_digit = " ".join(f"{d}:{v:.0%}" for d, v in result["per_digit"].items())
-        print(f"prompt accuracy, {split} templates: {result['accuracy']:.2%} of {result['n_images']} images ({per_digit})")
+        print(f"{prompt_accuracy_line(split, result, baseline)} ({per_digit})")
 
 
 def _measure_text_cvae(cfg: CourseConfig, model: TextToDigit, n: int, seed: int) -> dict:
-    from helpers.digit_judge import load_or_train_judge, prompt_accuracy
+    from helpers.digit_judge import load_or_train_judge, pixel_baseline, prompt_accuracy
 
     judge, judge_accuracy = load_or_train_judge(cfg)
+    baseline = pixel_baseline(cfg)
     start = time.perf_counter()
-    result = prompt_accuracy(model, judge, digit_prompts("heldout"), samples_per_prompt=n, seed=seed)
-    return {"metric": "prompt accuracy, held-out templates", "value": result["accuracy"], "judge": judge_accuracy,
+    result = prompt_accuracy(model, judge, digit_prompts("heldout"), samples_per_prompt=n, seed=seed,
+                             baseline=baseline)
+    return {"metric": "prompt accuracy, held-out templates", "value": result["accuracy"], "n": result["n_images"],
+            "baseline": result["baseline_accuracy"], "baseline_name": baseline.name,
+            "judge": judge_accuracy, "judge_n": len(digit_data(cfg).heldout_labels),
             "ms_per_sample": 1000 * (time.perf_counter() - start) / result["n_images"]}
 
 

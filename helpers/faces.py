@@ -26,9 +26,10 @@ from helpers.data.captions import FACE_EXAMPLE, captions_for, describe_vocabular
 from helpers.data.celeba import ATTRIBUTES, FaceSplits, to_float
 from helpers.errors import CourseError
 from helpers.text.prompts import check_prompt
-from helpers.facegen import (ConditionFn, attribute_conditions, judge_attribute_accuracy, prompted_attribute_accuracy,
-                             train_attribute_judge, train_face_cvae, train_face_gan)
-from helpers.metrics import diversity, frechet_distance, kernel_inception_distance, standard_fid
+from helpers.facegen import (ConditionFn, attribute_conditions, judge_attribute_accuracy, judge_predictions,
+                             prompted_attribute_accuracy, train_attribute_judge, train_face_cvae, train_face_gan)
+from helpers.metrics import (diversity, format_accuracy, frechet_distance, frequency_baseline,
+                             kernel_inception_distance, majority_accuracy, standard_fid)
 from helpers.models.faces import AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN, FaceGANConfig
 from helpers.registry import ModelKind, Samples, slug
 from helpers.train import GifFrames, TrainedModel, WallClock
@@ -330,11 +331,36 @@ def reliable(judge_accuracy: Mapping[str, float], threshold: float = JUDGE_MIN) 
     return [name for name in ATTRIBUTES if judge_accuracy.get(name, 0.0) >= threshold]
 
 
+def judge_report(judge: AttributeJudge, judge_accuracy: Mapping[str, float], data: FaceSplits) -> str:
+    """The judge's line with its trivial baseline: its plain and balanced accuracy on the attributes it is trusted
+    on, over the held-out faces, beside always answering each attribute's commoner value (the attribute
+    frequencies of the training faces: high plain accuracy for rare attributes, balanced accuracy 0.5)."""
+    trusted = reliable(judge_accuracy)
+    if not trusted:
+        return (f"judge: no attribute reaches balanced accuracy {JUDGE_MIN} on the {len(data.test_attrs):,} "
+                "held-out faces")
+    index = [ATTRIBUTES.index(name) for name in trusted]
+    truth = data.test_attrs[:, index] > 0  # (N, T)
+    plain = float((judge_predictions(judge, to_float(data.test_images))[:, index] == truth).float().mean())
+    majority = float(majority_accuracy(data.train_attrs[:, index], data.test_attrs[:, index]).mean())
+    balanced = sum(judge_accuracy[name] for name in trusted) / len(trusted)
+    return (f"judge on {len(truth):,} held-out faces, the {len(trusted)} attributes it is trusted on: "
+            f"plain accuracy {plain:.1%}, balanced {balanced:.3f}; always answering each attribute's commoner value "
+            f"(the attribute frequencies): plain {majority:.1%}, balanced 0.500")
+
+
+def attribute_specs(prompts: Sequence[str] | Sequence[Mapping[str, bool]], judged: Sequence[str]
+                    ) -> list[dict[int, bool]]:
+    """Prompts (or parsed prompts) -> {attribute index: asked value} over the `judged` attributes."""
+    parsed = [parse_prompt(p) if isinstance(p, str) else p for p in prompts]
+    return [{ATTRIBUTES.index(name): value for name, value in spec.items() if name in judged} for spec in parsed]
+
+
 def prompted_accuracy(judge: AttributeJudge, images: torch.Tensor, wanted: Sequence[Mapping[str, bool]],
                       judged: Sequence[str]) -> tuple[float, int]:
     """Share of (face, asked-for attribute) pairs where the judge sees what was asked, counting only the
     `judged` attributes; returns (accuracy, number of pairs). NaN when nothing judgeable was asked."""
-    specs = [{ATTRIBUTES.index(name): value for name, value in spec.items() if name in judged} for spec in wanted]
+    specs = attribute_specs(wanted, judged)
     return prompted_attribute_accuracy(judge, images, specs), sum(len(spec) for spec in specs)
 
 
@@ -395,6 +421,20 @@ def real_reference(judge: AttributeJudge, judge_accuracy: Mapping[str, float], c
             "diversity": diversity(test_features)}
 
 
+PROMPT_IGNORED = "prompt ignored (attribute frequencies)"
+
+
+def frequency_reference(data: FaceSplits, judge_accuracy: Mapping[str, float], seed: int = 0,
+                        limit: int | None = None) -> dict:
+    """The trivial baseline row of the table: what a generator that ignores the prompt and draws faces as often
+    blond, smiling ... as the training faces are would score on the same held-out captions and grid prompts (the
+    attribute frequencies, read without a judge)."""
+    judged = reliable(judge_accuracy)
+    return {"prompted_accuracy": frequency_baseline(data.train_attrs, attribute_specs(
+                heldout_captions(data, seed, limit), judged)),
+            "grid_accuracy": frequency_baseline(data.train_attrs, attribute_specs(GRID_PROMPTS, judged))}
+
+
 def evaluate_faces(face: PromptToFace, judge: AttributeJudge, judge_accuracy: Mapping[str, float],
                    clip: ClipTextEncoder, data: FaceSplits, *, seed: int = 0, limit: int | None = None,
                    per_prompt: int = 16, inception: bool = False) -> dict:
@@ -420,10 +460,10 @@ def evaluate_faces(face: PromptToFace, judge: AttributeJudge, judge_accuracy: Ma
     real_features = clip.image_features(real)
     grid_prompts = [p for p in GRID_PROMPTS for _ in range(per_prompt)]
     grid = face.sample(face.condition.from_prompts(grid_prompts, seed + 1), seed + 1)
-    grid_accuracy, _ = prompted_accuracy(judge, grid, [parse_prompt(p) for p in grid_prompts], judged)
+    grid_accuracy, grid_pairs = prompted_accuracy(judge, grid, [parse_prompt(p) for p in grid_prompts], judged)
     grid_features = clip.image_features(grid).view(len(GRID_PROMPTS), per_prompt, -1)
     result = {
-        "prompted_accuracy": accuracy, "judged_pairs": pairs, "grid_accuracy": grid_accuracy,
+        "prompted_accuracy": accuracy, "judged_pairs": pairs, "grid_accuracy": grid_accuracy, "grid_pairs": grid_pairs,
         "fid_clip": frechet_distance(fake_features, real_features),
         "kid_clip": kernel_inception_distance(fake_features, real_features)[0],
         "diversity": diversity(fake_features),
@@ -444,6 +484,9 @@ def judge_device(judge: AttributeJudge) -> torch.device:
     return next(judge.parameters()).device
 
 
+# The judged accuracies among the columns, and the count of (face, attribute) pairs each was measured on: a row
+# with the count shows it and the 95% interval (`format_accuracy`); a row without (the frequency baseline) does not.
+ACCURACY_COUNTS = {"prompted_accuracy": "judged_pairs", "grid_accuracy": "grid_pairs"}
 TABLE_COLUMNS = (("prompted_accuracy", "prompted attr. acc.", "{:.1%}"), ("grid_accuracy", "grid prompts acc.", "{:.1%}"),
                  ("fid_clip", "FID (our CLIP)", "{:.2f}"), ("kid_clip", "KID (our CLIP)", "{:.4f}"),
                  ("diversity", "diversity", "{:.3f}"), ("within_prompt_diversity", "within-prompt div.", "{:.3f}"),
@@ -457,8 +500,11 @@ def comparison_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     for name, row in rows.items():
         cells = []
         for key, _, fmt in TABLE_COLUMNS:
-            value = row.get(key)
-            cells.append("–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value))
+            value, count = row.get(key), row.get(ACCURACY_COUNTS.get(key, ""))
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append("–")
+            else:
+                cells.append(format_accuracy(value, count) if count is not None else fmt.format(value))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -497,9 +543,11 @@ def _evaluate_faces(cfg: CourseConfig, face: PromptToFace, options) -> None:
     data = face_data(cfg)
     clip = face.condition.encoder if face.condition.name == "clip" else load_clip(cfg)
     judge, accuracy = load_or_train_face_judge(cfg, data)
-    print(f"judge: {len(reliable(accuracy))} attributes with held-out balanced accuracy >= {JUDGE_MIN}: "
-          f"{', '.join(reliable(accuracy))}")
+    print(f"judge trusted on the attributes it reads with held-out balanced accuracy >= {JUDGE_MIN}: "
+          f"{', '.join(reliable(accuracy)) or 'none'}")
+    print(judge_report(judge, accuracy, data))
     rows = {"real held-out faces": real_reference(judge, accuracy, clip, data, seed=cfg.seed),
+            PROMPT_IGNORED: frequency_reference(data, accuracy, seed=cfg.seed),
             face.name: evaluate_faces(face, judge, accuracy, clip, data, seed=cfg.seed, inception=True)}
     print(comparison_table(rows))
     if "inception_skipped" in rows[face.name]:
@@ -512,10 +560,14 @@ def _evaluate_faces(cfg: CourseConfig, face: PromptToFace, options) -> None:
 def measure_single_attributes(cfg: CourseConfig, draw, n: int) -> dict:
     """Notebook 08's number for any face generator: prompted-attribute accuracy of single-attribute prompts.
     `draw(texts)` returns one face in [-1, 1] per prompt."""
-    judge, accuracy = load_or_train_face_judge(cfg, face_data(cfg))
+    data = face_data(cfg)
+    judge, accuracy = load_or_train_face_judge(cfg, data)
     judged = reliable(accuracy)
     result = single_attribute_accuracy(draw, judge, judged, per_prompt=n)
+    ignored = frequency_baseline(data.train_attrs, attribute_specs(list(single_attribute_prompts(judged).values()),
+                                                                    judged))
     return {"metric": "prompted-attribute accuracy, single-attribute prompts", "value": result["attribute_accuracy"],
+            "n": result["n"], "baseline": ignored, "baseline_name": PROMPT_IGNORED,
             "judge": sum(accuracy[a] for a in judged) / len(judged), "ms_per_sample": result["ms_per_image"]}
 
 

@@ -429,19 +429,21 @@ def _generate_ldm(model: TextToFace, options) -> Samples:
 
 
 def _evaluate_ldm(cfg: CourseConfig, model: TextToFace, options) -> None:
-    from helpers.faces import load_or_train_face_judge, reliable
+    from helpers.faces import judge_report, load_or_train_face_judge, reliable
+    from helpers.metrics import format_accuracy
 
     data = face_data(cfg)
     judge, accuracy = load_or_train_face_judge(cfg, data)
     judged = reliable(accuracy)
+    print(judge_report(judge, accuracy, data))
     real = real_attribute_rates(judge, judged, data)
-    print(f"judge reads {len(judged)} attributes reliably; real held-out faces show the single-attribute "
-          f"prompts' attributes {sum(real.values()) / max(len(real), 1):.1%} of the time (unprompted rate)")
+    print(f"real held-out faces show the single-attribute prompts' attributes "
+          f"{sum(real.values()) / max(len(real), 1):.1%} of the time (unprompted rate: the baseline to beat)")
     for guidance in sorted({1.0, options.guidance}):
         result = attribute_accuracy(model, judge, judged, guidance=guidance, steps=options.steps,
                                     sampler=options.sampler, seed=options.seed)
         print(f"{result['sampler']}, guidance {guidance:g}: prompted-attribute accuracy "
-              f"{result['attribute_accuracy']:.1%} ({result['n']} faces, {result['ms_per_image']:.0f} ms/face); "
+              f"{format_accuracy(result['attribute_accuracy'], result['n'])}, {result['ms_per_image']:.0f} ms/face; "
               + ", ".join(f"{p.replace('a photo of ', '')} {v:.0%}" for p, v in result["per_prompt"].items()))
     fid = sample_fid(model, model.clip, data, guidance=options.guidance, steps=options.steps, sampler=options.sampler,
                      seed=options.seed)

@@ -271,11 +271,14 @@ def test_cli_trains_to_a_time_budget_and_refuses_bad_ones(tmp_path, monkeypatch,
 
 def test_cli_evaluate_reports_samples_and_kid(tiny_run, tmp_path, monkeypatch, capsys):
     """`evaluate --model cifar-ddpm` in quick mode: a judge (trained here on the procedural icons), 200 samples with
-    the fast solver, KID as mean ± std (it once crashed formatting the pair)."""
+    the fast solver, their count and 95% interval, the colour baseline beside the judge, KID as mean ± std (it
+    once crashed formatting the pair)."""
     out, _ = tiny_run
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "no-data"))
     monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
     assert main(["evaluate", "--model", "cifar-ddpm", "--checkpoint", str(out), "--quick", "--steps", "4"]) == 0
     printed = capsys.readouterr().out
-    assert "dpm++2m-4, guidance 3, 200 samples: judged class accuracy" in printed
+    assert "dpm++2m-4, guidance 3: judged class accuracy" in printed and "(n=200, 95% CI " in printed
+    # the judge's held-out line and the samples' line each carry the colour classifier's score beside them
+    assert "of held-out images" in printed and printed.count("4x4 mean-colour classifier reads") == 2
     assert "KID " in printed and " ± " in printed

@@ -53,9 +53,15 @@ def test_generate_writes_samples_and_a_grid(trained, tmp_path):
 def test_evaluate_reports_the_judge_and_prompt_accuracy(trained):
     result = run_cli("evaluate", "--model", "text-cvae", "--checkpoint", str(trained))
     assert result.returncode == 0, result.stderr
-    judge = float(result.stdout.split("judge accuracy on held-out real digits: ")[1].split("%")[0])
-    heldout = float(result.stdout.split("prompt accuracy, heldout templates: ")[1].split("%")[0])
+    judge = float(result.stdout.split("judge reads ")[1].split("%")[0])
+    heldout_line = result.stdout.split("prompt accuracy, heldout phrasings: ")[1].splitlines()[0]
+    heldout = float(heldout_line.split("%")[0])
     assert judge > 90 and heldout > 50  # two epochs already draw most prompted digits (chance: 10%)
+    # every number carries its count and 95% interval, and the 4x4 mean-pixel classifier's score beside it
+    assert "of held-out real digits; a 4x4 mean-pixel classifier reads " in result.stdout
+    assert "(n=2,000, 95% CI " in heldout_line and "the 4x4 mean-pixel classifier reads " in heldout_line
+    low, high = (float(x) for x in heldout_line.split("95% CI ")[1].split("%")[0].split("-"))
+    assert low <= heldout <= high
 
 
 @pytest.mark.parametrize("prompt, pattern", [

@@ -7,6 +7,7 @@ import torch
 from helpers import compare
 from helpers.checkpoint import save_checkpoint
 from helpers.models import ConvVAE, ConvVAEConfig
+from helpers.data.prompts import digit_prompts
 from helpers.digits import train_text_cvae, train_vae
 from helpers.errors import CourseError
 
@@ -64,6 +65,15 @@ def test_trained_digit_models_are_found_measured_drawn_and_reported(quick_cfg, b
     # two quick epochs already draw most prompted digits as the judge reads them (chance: 0.1)
     assert measured["text-cvae"]["value"] > 0.5 and measured["text-cvae"]["ms_per_sample"] > 0
     assert measured["text-cvae"]["judge"] > 0.9
+    # a judged share carries its count (2 per held-out phrasing), the judge its held-out count, both an interval;
+    # the 4x4 mean-pixel classifier's share of the same images stands beside it
+    assert measured["text-cvae"]["n"] == 2 * len(digit_prompts("heldout").prompts)
+    assert 0 <= measured["text-cvae"]["baseline"] < measured["text-cvae"]["value"]
+    table = compare.measured_table(list(rows.values()), measured)
+    line = next(row for row in table.splitlines() if row.startswith("| text-cvae |"))
+    assert f"(n={measured['text-cvae']['n']}, 95% CI " in line and "4x4 mean-pixel classifier" in line
+    assert f"(n={measured['text-cvae']['judge_n']:,}, 95% CI " in line
+    assert "95% CI" not in next(row for row in table.splitlines() if row.startswith("| vae |"))  # a loss: no interval
     grid, prompts = compare.side_by_side(cfg, "digits", loaded)
     assert len(prompts) == 6 and grid.shape[0] == 3 and grid.shape[1] > 2 * 28  # two rows of six digits
     faces, _ = compare.side_by_side(cfg, "faces", loaded)

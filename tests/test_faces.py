@@ -210,9 +210,25 @@ def test_comparison_numbers_and_table(tiny_cfg, tiny_faces, tiny_clip, tmp_path)
     assert 0 < sum(asked) < len(asked)  # the captions ask for some attributes and against others
     reference = faces.real_reference(judge, everything, encoder, tiny_faces)
     assert reference["judged_pairs"] == row["judged_pairs"], "real and generated faces answer the same captions"
-    table = faces.comparison_table({"real": reference, "cvae": row})
+    ignored = faces.frequency_reference(tiny_faces, everything)
+    rate = tiny_faces.train_attrs.float().mean(0)  # share of training faces with each attribute
+    expected = [float(rate[ATTRIBUTES.index(name)]) if value else 1 - float(rate[ATTRIBUTES.index(name)])
+                for caption in faces.heldout_captions(tiny_faces) for name, value in parse_prompt(caption).items()]
+    assert ignored["prompted_accuracy"] == pytest.approx(sum(expected) / len(expected))
+    table = faces.comparison_table({"real": reference, faces.PROMPT_IGNORED: ignored, "cvae": row})
     assert table.splitlines()[0].startswith("| model | prompted attr. acc.") and "| real | " in table
     assert "–" in table.splitlines()[2], "values a row lacks show as a dash"
+    # a judged share carries its pair count and 95% interval; the frequency baseline is an expectation, without
+    cvae_line = next(line for line in table.splitlines() if line.startswith("| cvae |"))
+    assert f"(n={row['judged_pairs']}, 95% CI " in cvae_line and f"(n={row['grid_pairs']}, 95% CI " in cvae_line
+    ignored_line = next(line for line in table.splitlines() if line.startswith(f"| {faces.PROMPT_IGNORED} |"))
+    assert f"| {ignored['prompted_accuracy']:.1%} |" in ignored_line and "CI" not in ignored_line
+    # the judge's line: a judge that says yes to everything is right on the share of positive labels, and always
+    # answering each attribute's commoner value is the trivial baseline beside it
+    report = faces.judge_report(SaysYesToEverything(), everything, tiny_faces)
+    positives = float((tiny_faces.test_attrs > 0).float().mean())
+    assert f"judge on {len(tiny_faces.test_attrs)} held-out faces, the 40 attributes it is trusted on" in report
+    assert f"plain accuracy {positives:.1%}" in report and "commoner value (the attribute frequencies): plain" in report
     nothing = faces.prompted_accuracy(judge, torch.zeros(2, 3, 32, 32), [{"Male": True}] * 2, judged=[])
     assert math.isnan(nothing[0]) and nothing[1] == 0
 
@@ -290,11 +306,12 @@ def test_cli_evaluates_a_face_generator(tiny_cfg, tiny_faces, tiny_clip, tmp_pat
     assert main(["evaluate", "--model", "celeba-cvae", "--checkpoint", str(out), "--quick"]) == 0
     printed = capsys.readouterr().out
     table = [line for line in printed.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| model | prompted attr. acc.") and len(table) == 4  # header, rule, real, model
-    assert table[2].startswith("| real held-out faces |") and table[3].startswith(f"| {generator.name} |")
-    fid = float(table[3].split("|")[4])  # the model's FID on our CLIP's features, a number (the real row's is lower)
+    assert table[0].startswith("| model | prompted attr. acc.") and len(table) == 5  # header, rule, 3 rows
+    assert table[2].startswith("| real held-out faces |") and table[4].startswith(f"| {generator.name} |")
+    assert table[3].startswith(f"| {faces.PROMPT_IGNORED} |")  # the trivial baseline between the two
+    fid = float(table[4].split("|")[4])  # the model's FID on our CLIP's features, a number (the real row's is lower)
     assert fid > float(table[2].split("|")[4])
-    assert "standard FID skipped:" in printed and "judge:" in printed
+    assert "standard FID skipped:" in printed and "held-out faces" in printed.split("|")[0]
 
 
 def test_face_widget_follows_prompt_and_toggles(tiny_cfg, tiny_faces, tmp_path):

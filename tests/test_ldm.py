@@ -228,10 +228,10 @@ def test_cli_evaluate_reports_the_judged_attributes_and_fid(runs, tiny_faces, mo
                         lambda cfg, data: (SeesMenNotSmiling(), {"Male": 0.95, "Smiling": 0.9, "Bald": 0.6}))
     assert main(["evaluate", "--model", "ldm", "--checkpoint", str(root / "ldm"), "--steps", "2", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "judge reads 2 attributes reliably" in out
-    # "a man" always right, "a woman" and "a smiling person" never: 1/3 at both guidance scales
+    assert "the 2 attributes it is trusted on" in out and "always answering each attribute's commoner value" in out
+    # "a man" always right, "a woman" and "a smiling person" never: 1/3 at both guidance scales, of 48 faces
     for guidance in (1, 3):
-        assert (f"dpm++2m-2, guidance {guidance}: prompted-attribute accuracy 33.3% (48 faces" in out
+        assert (f"dpm++2m-2, guidance {guidance}: prompted-attribute accuracy 33.3% (n=48, 95% CI " in out
                 and "a man 100%, a woman 0%, a smiling person 0%" in out), out
     fid = float(out.split("FID on our CLIP's image features (32 faces from held-out captions): ")[1].split()[0])
     assert fid > 0

@@ -237,7 +237,16 @@ def test_cli_evaluate_judges_the_class_prompts(tiny_cfg, tiny_sketches, trained,
     monkeypatch.setenv("COURSE_RUNS", str(tiny_cfg.runs_dir))
     assert main(["evaluate", "--model", "sketch-cvae", "--checkpoint", str(tiny_cfg.runs_dir / "sketch"), "--quick"]) == 0
     out = capsys.readouterr().out
-    judge = float(out.split("judge accuracy on held-out real doodles: ")[1].split("%")[0])
+    judge = float(out.split("judge reads ")[1].split("%")[0])
     judged = float(out.split("generated sketches: ")[1].split("%")[0])
     assert judge > 60 and judged > 100 / len(SKETCH_CLASSES)  # better than chance after 12 tiny epochs
+    # each number with its count and 95% interval, and the 4x4 mean-pixel classifier's score on the same sketches
+    assert out.count("4x4 mean-pixel classifier reads") == 2 and "95% CI" in out.split("generated sketches: ")[1]
     assert "per sketch" in out and all(f"{name} " in out for name in SKETCH_CLASSES)
+
+
+def test_retrieval_line_gives_both_recalls_their_count_and_interval():
+    line = sk.retrieval_line({"retrieval_r1": 0.3, "real_r1": 0.6, "n": 100, "chance": 0.01})
+    assert "R@1 among 100 held-out captions" in line
+    assert "generated 30.0% (n=100, 95% CI 21.9-39.6%)" in line and "real sketches 60.0% (n=100, 95% CI " in line
+    assert line.endswith("chance 1.0%")
