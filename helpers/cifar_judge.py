@@ -35,9 +35,9 @@ QUICK_LIMIT_PER_CLASS = 1_000  # quick mode trains on 10,000 images: three epoch
 
 def architecture(mode: str, image_size: int) -> dict:
     """Blocks per stage and the first stage's stride. The full judge keeps its first stage at the images' own
-    resolution (what lifts it well above the quick judge on real photos, see the README); the quick one runs it at
-    16x16 at most, so a 32x32 judge is four times cheaper and a 16x16 one (notebook 05's quick size) still sees
-    shapes rather than 8x8 blobs."""
+    resolution (95 minutes of a busy 2-core CPU gave 74.9% of held-out real photos, against the quick recipe's 68.3%;
+    see the README); the quick one runs it at 16x16 at most, so a 32x32 judge is four times cheaper and a 16x16 one
+    (notebook 05's quick size) still sees shapes rather than 8x8 blobs (91.5% of held-out icons, against 74.9%)."""
     return {"blocks": 1, "first_stride": 1 if mode == "full" or image_size <= 16 else 2}
 
 
