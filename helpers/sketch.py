@@ -32,7 +32,7 @@ from helpers.models.judge import DigitJudge, DigitJudgeConfig
 from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
 from helpers.text.encoders import cached_embeddings, load_text_encoder
 from helpers.registry import ModelKind, Samples, slug
-from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, TrainedModel, WallClock
+from helpers.train import Callback, Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
 KIND, JUDGE, CLIP_KIND = "sketch-cvae", "doodle-judge", "clip-sketch"
@@ -210,6 +210,25 @@ def sketch_loss_fn(bank: torch.Tensor, caption_index: torch.Tensor, beta: float)
 
 
 HELDOUT_BCE_IMAGES = 512
+NOISE_FIT_IMAGES = 2048  # training sketches whose codes fit the sampling noise
+
+
+class FitSamplingNoise(Callback):
+    """After every epoch (before the GIF frame and the checkpoint), fit the learned prior's sampling noise to the
+    codes of up to `NOISE_FIT_IMAGES` training sketches (`SketchCVAE.fit_noise`)."""
+
+    order = 15
+
+    def __init__(self, images: torch.Tensor, cond: torch.Tensor):
+        every = max(1, len(images) // NOISE_FIT_IMAGES)  # spread over the set: it may be sorted by class
+        self.images, self.cond = images[::every][:NOISE_FIT_IMAGES], cond[::every][:NOISE_FIT_IMAGES]
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        model, device = trainer.model, trainer.device
+        model.eval()
+        model.fit_noise(torch.cat([model.residuals(self.images[i:i + 256].float().div(255).to(device),
+                                                   self.cond[i:i + 256].to(device))
+                                   for i in range(0, len(self.images), 256)]))
 
 
 def heldout_bce(model: SketchCVAE, images: torch.Tensor, cond: torch.Tensor) -> float:
@@ -227,7 +246,8 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
                       data: SketchSplits | None = None, text_encoder: str = "auto", encoder=None,
                       recorded: dict | None = None, num_workers: int = 0, persistent_workers: bool = False,
                       pin_memory: bool | None = None, amp: bool = True, grad_clip: float | None = 1.0,
-                      beta: float | None = None, callbacks: Sequence = (), **recipe_overrides) -> TextToSketch:
+                      beta: float | None = None, prior: str = "learned", callbacks: Sequence = (),
+                      **recipe_overrides) -> TextToSketch:
     """Train the text-to-sketch CVAE into `out` (default runs/sketch-cvae).
 
     The training features notebook 07 measures are arguments: `num_workers`, `persistent_workers`, `pin_memory`
@@ -249,13 +269,14 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
             raise CourseError(f"{out} was trained on other data or another text encoder; train anew without --resume")
     seed_everything(cfg.seed)
     model = SketchCVAE(SketchCVAEConfig(cond_dim=bank.shape[1], image_size=data.image_size,
-                                        latent_dim=recipe.latent_dim, width=recipe.width))
+                                        latent_dim=recipe.latent_dim, width=recipe.width, prior=prior))
     model.set_text_statistics(bank[index])
     extra = {"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source, "encoder_name": encoder.name,
              "beta": beta, **recorded}
     prompts = showcase_prompts(data)
     gif_path = Path(gif_path) if gif_path else out / "training.gif"
     all_callbacks = [WallClock(), KLAnnealing(recipe.kl_warmup_epochs) if recipe.kl_warmup_epochs else None,
+                     FitSamplingNoise(data.train_images, bank[index]) if prior == "learned" else None,
                      Evaluate(lambda m: {"heldout_bce": heldout_bce(m, data.test_images[:HELDOUT_BCE_IMAGES],
                                                                     test_bank[test_index[:HELDOUT_BCE_IMAGES]])}),
                      GifFrames(_gif_render(encoder, prompts), out / "frames", gif_path, every=recipe.gif_every),
@@ -445,7 +466,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     # Notebook 07: the text-to-sketch CVAE at 128x128 (width = first conv's channels, latent_dim = z),
     # the CLIP trained on the sketch captions when OpenAI's is not available, and the doodle judge.
     "sketch-cvae": {
-        "quick": Recipe(epochs=3, batch_size=64, lr=2e-3, width=8, latent_dim=16, beta=2.0),
+        "quick": Recipe(epochs=4, batch_size=32, lr=2e-3, width=8, latent_dim=16, beta=1.0),
         "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=16, beta=2.0, gif_every=2),
     },
     "clip-sketch": {
