@@ -26,6 +26,7 @@ from helpers.clip import CaptionTokenizer, ClipTextEncoder
 from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.sketches import SketchSplits, class_caption, load_sketches
 from helpers.errors import CourseError
+from helpers.metrics import diversity
 from helpers.text.prompts import check_prompt
 from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.judge import DigitJudge, DigitJudgeConfig
@@ -141,12 +142,14 @@ class TextToSketch(TrainedModel):
         return vectors[torch.tensor([unique.index(t) for t in texts])].to(self.device)
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], seed: int = 0) -> torch.Tensor:
-        """One sketch per prompt, (N, 1, S, S) in [0, 1] (1 = ink) on the CPU; the same seed, the same sketches."""
+    def generate(self, prompts: Sequence[str], seed: int = 0, fitted: bool = True) -> torch.Tensor:
+        """One sketch per prompt, (N, 1, S, S) in [0, 1] (1 = ink) on the CPU; the same seed, the same sketches.
+        `fitted=False`: the prior's unit-variance noise instead of the noise fitted to the training codes."""
         if isinstance(prompts, str) or len(prompts) == 0:
             raise CourseError("pass a non-empty list of prompts")
         self.model.eval()
-        return self.model.sample(self.condition(prompts), torch.Generator().manual_seed(seed)).cpu()
+        fitted = fitted and self.model.config.prior == "learned"
+        return self.model.sample(self.condition(prompts), torch.Generator().manual_seed(seed), fitted=fitted).cpu()
 
     def __call__(self, prompt: str, n: int = 8, seed: int = 0) -> torch.Tensor:
         if not 1 <= n <= 1024:
@@ -352,19 +355,36 @@ def load_or_train_doodle_judge(cfg: CourseConfig, data: SketchSplits | None = No
                          train=lambda: train_doodle_judge(cfg, data, out))
 
 
+def prompt_diversity(images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Within-prompt diversity: `metrics.diversity` (mean cosine distance of every pair) of the pixels of the
+    sketches of each label, averaged over the labels. 0 for copies of one drawing; two sketches whose strokes
+    never overlap are 1 apart. Cosine, not Euclidean: a faint blurry copy of a drawing stays close to it, so what
+    counts is where the ink is, not how much of it there is."""
+    images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    values = [diversity(images[labels == label].flatten(1)) for label in labels.unique().tolist()
+              if int((labels == label).sum()) >= 2]
+    if not values:
+        raise CourseError("prompt diversity needs at least two sketches of one prompt")
+    return sum(values) / len(values)
+
+
 def evaluate_sketches(sketch: TextToSketch, judge: DigitJudge, data: SketchSplits, *, per_class: int = 50,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, fitted: bool = True) -> dict:
     """Judged class accuracy of `per_class` sketches drawn from each class's canonical prompt, per class and
-    overall; held-out reconstruction BCE; sampling time."""
+    overall; their within-prompt diversity next to that of `per_class` held-out real sketches of each class;
+    held-out reconstruction BCE; sampling time. `fitted=False` samples with the prior's unit-variance noise."""
     prompts = class_prompts(data.classes)
     texts = [p for p in prompts for _ in range(per_class)]
     labels = torch.arange(len(prompts)).repeat_interleave(per_class)
     start = time.perf_counter()
-    images = sketch.generate(texts, seed=seed)
+    images = sketch.generate(texts, seed=seed, fitted=fitted)
     ms = 1000 * (time.perf_counter() - start) / len(texts)
     hits = judge_classes(judge, images) == labels
     per = {name: float(hits[labels == i].float().mean()) for i, name in enumerate(data.classes)}
+    real = torch.cat([torch.nonzero(data.test_labels == i).flatten()[:per_class] for i in range(len(prompts))])
     return {"class_accuracy": float(hits.float().mean()), "per_class": per, "n": len(texts),
+            "diversity": prompt_diversity(images, labels),
+            "real_diversity": prompt_diversity(data.test_images[real], data.test_labels[real]),
             **_reconstruction(sketch, data),
             "ms_per_sketch": ms, "images": images}
 
@@ -429,6 +449,8 @@ def _evaluate(cfg: CourseConfig, sketch: TextToSketch, options) -> None:
         print(f"judge accuracy on held-out real doodles: {judge_accuracy:.2%}")
         print(f"judged class accuracy of {result['n']} generated sketches: {result['class_accuracy']:.1%} ("
               + ", ".join(f"{c} {v:.0%}" for c, v in result["per_class"].items()) + ")")
+        print(f"within-prompt diversity (pixel cosine distance): {result['diversity']:.2f}, real sketches of the "
+              f"same classes {result['real_diversity']:.2f}")
     print(f"held-out reconstruction BCE: {result['heldout_bce']:.1f} per sketch "
           f"({result['bce_per_pixel']:.4f} per pixel)")
 
