@@ -26,14 +26,14 @@ from helpers.clip import CaptionTokenizer, ClipTextEncoder
 from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.sketches import SketchSplits, class_caption, load_sketches
 from helpers.errors import CourseError
-from helpers.metrics import PooledPixelBaseline, format_accuracy, judge_line
+from helpers.metrics import PooledPixelBaseline, diversity, format_accuracy, judge_line
 from helpers.text.prompts import check_prompt
 from helpers.models.clip import CLIPConfig, CLIPModel
 from helpers.models.judge import DigitJudge, DigitJudgeConfig
 from helpers.models.sketch import SketchCVAE, SketchCVAEConfig
 from helpers.text.encoders import cached_embeddings, load_text_encoder
 from helpers.registry import ModelKind, Samples, slug
-from helpers.train import Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, TrainedModel, WallClock
+from helpers.train import Callback, Checkpointing, Evaluate, GifFrames, KLAnnealing, ProgressBar, Trainer, TrainedModel, WallClock
 from helpers.viz import labelled_grid
 
 KIND, JUDGE, CLIP_KIND = "sketch-cvae", "doodle-judge", "clip-sketch"
@@ -142,12 +142,14 @@ class TextToSketch(TrainedModel):
         return vectors[torch.tensor([unique.index(t) for t in texts])].to(self.device)
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], seed: int = 0) -> torch.Tensor:
-        """One sketch per prompt, (N, 1, S, S) in [0, 1] (1 = ink) on the CPU; the same seed, the same sketches."""
+    def generate(self, prompts: Sequence[str], seed: int = 0, fitted: bool = True) -> torch.Tensor:
+        """One sketch per prompt, (N, 1, S, S) in [0, 1] (1 = ink) on the CPU; the same seed, the same sketches.
+        `fitted=False`: the prior's unit-variance noise instead of the noise fitted to the training codes."""
         if isinstance(prompts, str) or len(prompts) == 0:
             raise CourseError("pass a non-empty list of prompts")
         self.model.eval()
-        return self.model.sample(self.condition(prompts), torch.Generator().manual_seed(seed)).cpu()
+        fitted = fitted and self.model.config.prior == "learned"
+        return self.model.sample(self.condition(prompts), torch.Generator().manual_seed(seed), fitted=fitted).cpu()
 
     def __call__(self, prompt: str, n: int = 8, seed: int = 0) -> torch.Tensor:
         if not 1 <= n <= 1024:
@@ -211,6 +213,25 @@ def sketch_loss_fn(bank: torch.Tensor, caption_index: torch.Tensor, beta: float)
 
 
 HELDOUT_BCE_IMAGES = 512
+NOISE_FIT_IMAGES = 2048  # training sketches whose codes fit the sampling noise
+
+
+class FitSamplingNoise(Callback):
+    """After every epoch (before the GIF frame and the checkpoint), fit the learned prior's sampling noise to the
+    codes of up to `NOISE_FIT_IMAGES` training sketches (`SketchCVAE.fit_noise`)."""
+
+    order = 15
+
+    def __init__(self, images: torch.Tensor, cond: torch.Tensor):
+        every = max(1, len(images) // NOISE_FIT_IMAGES)  # spread over the set: it may be sorted by class
+        self.images, self.cond = images[::every][:NOISE_FIT_IMAGES], cond[::every][:NOISE_FIT_IMAGES]
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        model, device = trainer.model, trainer.device
+        model.eval()
+        model.fit_noise(torch.cat([model.residuals(self.images[i:i + 256].float().div(255).to(device),
+                                                   self.cond[i:i + 256].to(device))
+                                   for i in range(0, len(self.images), 256)]))
 
 
 def heldout_bce(model: SketchCVAE, images: torch.Tensor, cond: torch.Tensor) -> float:
@@ -228,7 +249,8 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
                       data: SketchSplits | None = None, text_encoder: str = "auto", encoder=None,
                       recorded: dict | None = None, num_workers: int = 0, persistent_workers: bool = False,
                       pin_memory: bool | None = None, amp: bool = True, grad_clip: float | None = 1.0,
-                      beta: float | None = None, callbacks: Sequence = (), **recipe_overrides) -> TextToSketch:
+                      beta: float | None = None, prior: str = "learned", callbacks: Sequence = (),
+                      **recipe_overrides) -> TextToSketch:
     """Train the text-to-sketch CVAE into `out` (default runs/sketch-cvae).
 
     The training features notebook 07 measures are arguments: `num_workers`, `persistent_workers`, `pin_memory`
@@ -250,13 +272,14 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
             raise CourseError(f"{out} was trained on other data or another text encoder; train anew without --resume")
     seed_everything(cfg.seed)
     model = SketchCVAE(SketchCVAEConfig(cond_dim=bank.shape[1], image_size=data.image_size,
-                                        latent_dim=recipe.latent_dim, width=recipe.width))
+                                        latent_dim=recipe.latent_dim, width=recipe.width, prior=prior))
     model.set_text_statistics(bank[index])
     extra = {"mode": cfg.mode, "recipe": asdict(recipe), "data": data.source, "encoder_name": encoder.name,
              "beta": beta, **recorded}
     prompts = showcase_prompts(data)
     gif_path = Path(gif_path) if gif_path else out / "training.gif"
     all_callbacks = [WallClock(), KLAnnealing(recipe.kl_warmup_epochs) if recipe.kl_warmup_epochs else None,
+                     FitSamplingNoise(data.train_images, bank[index]) if prior == "learned" else None,
                      Evaluate(lambda m: {"heldout_bce": heldout_bce(m, data.test_images[:HELDOUT_BCE_IMAGES],
                                                                     test_bank[test_index[:HELDOUT_BCE_IMAGES]])}),
                      GifFrames(_gif_render(encoder, prompts), out / "frames", gif_path, every=recipe.gif_every),
@@ -345,20 +368,37 @@ def judge_report(judge_accuracy: float, data: SketchSplits, baseline: PooledPixe
                       baseline.accuracy(data.test_images, data.test_labels))
 
 
+def prompt_diversity(images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Within-prompt diversity: `metrics.diversity` (mean cosine distance of every pair) of the pixels of the
+    sketches of each label, averaged over the labels. 0 for copies of one drawing; two sketches whose strokes
+    never overlap are 1 apart. Cosine, not Euclidean: a faint blurry copy of a drawing stays close to it, so what
+    counts is where the ink is, not how much of it there is."""
+    images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    values = [diversity(images[labels == label].flatten(1)) for label in labels.unique().tolist()
+              if int((labels == label).sum()) >= 2]
+    if not values:
+        raise CourseError("prompt diversity needs at least two sketches of one prompt")
+    return sum(values) / len(values)
+
+
 def evaluate_sketches(sketch: TextToSketch, judge: DigitJudge, data: SketchSplits, *, per_class: int = 50,
-                      seed: int = 0, baseline: PooledPixelBaseline | None = None) -> dict:
+                      seed: int = 0, baseline: PooledPixelBaseline | None = None, fitted: bool = True) -> dict:
     """Judged class accuracy of `per_class` sketches drawn from each class's canonical prompt, per class and
-    overall, and their count; with a `baseline` (`pixel_baseline`), the share of them it reads as their class;
-    held-out reconstruction BCE; sampling time."""
+    overall, and their count; their within-prompt diversity next to that of `per_class` held-out real sketches of
+    each class; with a `baseline` (`pixel_baseline`), the share of them it reads as their class; held-out
+    reconstruction BCE; sampling time. `fitted=False` samples with the prior's unit-variance noise."""
     prompts = class_prompts(data.classes)
     texts = [p for p in prompts for _ in range(per_class)]
     labels = torch.arange(len(prompts)).repeat_interleave(per_class)
     start = time.perf_counter()
-    images = sketch.generate(texts, seed=seed)
+    images = sketch.generate(texts, seed=seed, fitted=fitted)
     ms = 1000 * (time.perf_counter() - start) / len(texts)
     hits = judge_classes(judge, images) == labels
     per = {name: float(hits[labels == i].float().mean()) for i, name in enumerate(data.classes)}
+    real = torch.cat([torch.nonzero(data.test_labels == i).flatten()[:per_class] for i in range(len(prompts))])
     result = {"class_accuracy": float(hits.float().mean()), "per_class": per, "n": len(texts),
+              "diversity": prompt_diversity(images, labels),
+              "real_diversity": prompt_diversity(data.test_images[real], data.test_labels[real]),
               **_reconstruction(sketch, data), "ms_per_sketch": ms, "images": images}
     if baseline is not None:
         result["baseline_accuracy"] = baseline.accuracy(images, labels)
@@ -440,6 +480,8 @@ def _evaluate(cfg: CourseConfig, sketch: TextToSketch, options) -> None:
         print(judge_report(judge_accuracy, data, baseline))
         print(class_accuracy_line(result, data, baseline))
         print("per class: " + ", ".join(f"{c} {v:.0%}" for c, v in result["per_class"].items()))
+        print(f"within-prompt diversity (pixel cosine distance): {result['diversity']:.2f}, real sketches of the "
+              f"same classes {result['real_diversity']:.2f}")
     print(f"held-out reconstruction BCE: {result['heldout_bce']:.1f} per sketch "
           f"({result['bce_per_pixel']:.4f} per pixel)")
 
@@ -481,7 +523,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     # Notebook 07: the text-to-sketch CVAE at 128x128 (width = first conv's channels, latent_dim = z),
     # the CLIP trained on the sketch captions when OpenAI's is not available, and the doodle judge.
     "sketch-cvae": {
-        "quick": Recipe(epochs=3, batch_size=64, lr=2e-3, width=8, latent_dim=16, beta=2.0),
+        "quick": Recipe(epochs=4, batch_size=32, lr=2e-3, width=8, latent_dim=16, beta=1.0),
         "full": Recipe(epochs=40, batch_size=128, lr=1e-3, width=32, latent_dim=16, beta=2.0, gif_every=2),
     },
     "clip-sketch": {

@@ -139,16 +139,53 @@ def test_sketch_cvae_shapes_and_refusals():
         SketchCVAEConfig(cond_dim=4, image_size=100)
 
 
+def test_learned_prior_and_fitted_noise():
+    torch.manual_seed(0)
+    model = SketchCVAE(SketchCVAEConfig(cond_dim=12, image_size=64, latent_dim=3, width=8))
+    c = torch.randn(4000, 12)
+    prior_mu, prior_logvar = model.prior_stats(c)
+    assert torch.equal(prior_mu, torch.zeros(4000, 3)) and torch.equal(prior_logvar, torch.zeros(4000, 3))  # N(0, I)
+    # the KL to N(m, I) of a posterior N(m + 1, I) is 1/2 per dimension
+    assert torch.allclose(model.kl_per_dim(prior_mu + 1, prior_logvar, c), torch.full((4000, 3), 0.5))
+    scale = torch.tensor([[2.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 0.0, 0.1]])
+    residuals = torch.tensor([1.0, -2.0, 0.5]) + torch.randn(4000, 3) @ scale.T
+    model.fit_noise(residuals)
+    assert torch.allclose(model.noise_mean, torch.tensor([1.0, -2.0, 0.5]), atol=0.1)
+    assert torch.allclose(model.noise_tril @ model.noise_tril.T, scale @ scale.T, atol=0.15)
+    with pytest.raises(CourseError, match="standard prior"):
+        SketchCVAE(SketchCVAEConfig(cond_dim=12, image_size=64, prior="standard")).fit_noise(residuals)
+    with pytest.raises(CourseError, match="unknown prior"):
+        SketchCVAEConfig(cond_dim=12, prior="flat")
+
+
+def test_prompt_diversity():
+    stroke = torch.zeros(1, 1, 8, 8)
+    stroke[..., 2, :] = 1
+    other = torch.zeros(1, 1, 8, 8)
+    other[..., 5, :] = 1
+    copies = torch.cat([stroke, stroke, 0.5 * stroke])  # a faint copy is the same drawing
+    assert sk.prompt_diversity(copies, torch.zeros(3, dtype=torch.long)) == pytest.approx(0, abs=1e-9)
+    assert sk.prompt_diversity(torch.cat([stroke, other]), torch.zeros(2, dtype=torch.long)) == pytest.approx(1)
+    mixed = torch.cat([stroke, stroke, stroke, other])  # label 0: copies (0), label 1: disjoint strokes (1)
+    assert sk.prompt_diversity(mixed, torch.tensor([0, 0, 1, 1])) == pytest.approx(0.5)
+    with pytest.raises(CourseError, match="at least two"):
+        sk.prompt_diversity(stroke, torch.zeros(1, dtype=torch.long))
+
+
 # ------------------------------------------------------------------------------------------ training
 def test_training_learns_and_checkpoints(tiny_cfg, trained, tiny_sketches):
     model, _, _ = trained
     bces = [h["heldout_bce"] for h in model.history]
-    assert bces[-1] < 0.8 * bces[0], bces
+    # the caption-read prior learns the tiny set more slowly than a fixed N(0, I) one: 857 -> 711 in 4 epochs
+    assert bces[-1] < 0.9 * bces[0], bces
     assert (tiny_cfg.runs_dir / "sketch" / "training.gif").exists()
     loaded = sk.TextToSketch.from_checkpoint(tiny_cfg.runs_dir / "sketch", tiny_cfg)
     prompts = ["a sketch of a cat", "a doodle of a fish"]
     assert torch.allclose(loaded.generate(prompts, seed=3), model.generate(prompts, seed=3), atol=1e-5)
     assert not torch.equal(model.generate(prompts, seed=3), model.generate(prompts, seed=4))
+    assert not torch.equal(model.model.noise_tril, torch.eye(model.model.config.latent_dim))  # fitted and saved
+    assert torch.equal(loaded.model.noise_tril, model.model.noise_tril)
+    assert not torch.equal(model.generate(prompts, seed=3), model.generate(prompts, seed=3, fitted=False))
     recon = model.reconstruct(tiny_sketches.test_images[:5], tiny_sketches.test_captions[:5])
     assert recon.shape == (5, 1, 64, 64)
 
@@ -196,6 +233,7 @@ def test_judge_and_evaluation(tiny_cfg, tiny_sketches, trained):
     assert set(result["per_class"]) == set(SKETCH_CLASSES) and result["n"] == 24
     assert result["class_accuracy"] == pytest.approx(sum(result["per_class"].values()) / len(SKETCH_CLASSES))
     assert result["heldout_bce"] > 0
+    assert 0 < result["diversity"] <= 1 and 0 < result["real_diversity"] <= 1
 
     class SeesOnlyTheSecondClass(torch.nn.Module):
         def __init__(self):
@@ -242,7 +280,7 @@ def test_cli_evaluate_judges_the_class_prompts(tiny_cfg, tiny_sketches, trained,
     assert judge > 60 and judged > 100 / len(SKETCH_CLASSES)  # better than chance after 12 tiny epochs
     # each number with its count and 95% interval, and the 4x4 mean-pixel classifier's score on the same sketches
     assert out.count("4x4 mean-pixel classifier reads") == 2 and "95% CI" in out.split("generated sketches: ")[1]
-    assert "per sketch" in out and all(f"{name} " in out for name in SKETCH_CLASSES)
+    assert "within-prompt diversity" in out and "per sketch" in out and all(f"{name} " in out for name in SKETCH_CLASSES)
 
 
 def test_retrieval_line_gives_both_recalls_their_count_and_interval():

@@ -23,6 +23,7 @@ from helpers.models.vae import FiLM
 
 
 COND = 128  # size of the learned condition vector the text embedding is mapped to
+PRIORS = ("learned", "standard")
 
 
 @dataclass
@@ -31,10 +32,16 @@ class SketchCVAEConfig:
     image_size: int = 128
     latent_dim: int = 64
     width: int = 32  # channels of the first conv; they double up to 8x
+    # p(z | c): "learned" (its mean read from c, as in Sohn et al.'s CVAE, and samples drawn with the spread the
+    # training codes really have around it, fitted after training: `fit_noise`) or "standard" (N(0, I) whatever
+    # the caption; the samples of a short run then collapse to one blob per prompt, measured in notebook 07)
+    prior: str = "learned"
 
     def __post_init__(self):
         if self.image_size % 32:
             raise CourseError(f"image_size {self.image_size} must be a multiple of 32 (five halvings)")
+        if self.prior not in PRIORS:
+            raise CourseError(f"unknown prior {self.prior!r}; choose one of {', '.join(PRIORS)}")
 
     @property
     def channels(self) -> list[int]:
@@ -72,6 +79,13 @@ class SketchCVAE(nn.Module):
         self.register_buffer("text_mean", torch.zeros(config.cond_dim))
         self.cond = nn.Sequential(nn.Linear(config.cond_dim, 256), nn.SiLU(), nn.Linear(256, COND), nn.LayerNorm(COND))
         self.to_stats = nn.Linear(features + COND, 2 * config.latent_dim)
+        if config.prior == "learned":  # c -> the mean of p(z | c) (unit variance); zero at the start: N(0, I)
+            self.prior = nn.Linear(COND, config.latent_dim)
+            nn.init.zeros_(self.prior.weight), nn.init.zeros_(self.prior.bias)
+        # How the training codes spread around the prior's mean: their mean and the Cholesky factor of their
+        # covariance (`fit_noise`); saved with the weights. Until fitted: N(0, I), the prior itself.
+        self.register_buffer("noise_mean", torch.zeros(config.latent_dim))
+        self.register_buffer("noise_tril", torch.eye(config.latent_dim))
         self.from_latent = nn.Sequential(nn.Linear(config.latent_dim + COND, features), nn.SiLU())
         self.ups = nn.ModuleList([_Up(ch[i], ch[i - 1], COND) for i in range(4, 0, -1)])
         self.out = nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(ch[0], 1, 3, padding=1))
@@ -99,6 +113,12 @@ class SketchCVAE(nn.Module):
         mu, logvar = stats.chunk(2, dim=1)
         return mu, logvar.clamp(-20, 10)
 
+    def prior_stats(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, latent_dim) of p(z | c): a mean read from c (zeros for the standard prior)
+        and unit variance, so the KL keeps every prompt's codes on the same scale as the noise that samples them."""
+        zeros = cond.new_zeros(len(cond), self.config.latent_dim)
+        return (zeros if self.config.prior == "standard" else self.prior(self.condition(cond))), zeros
+
     def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Ink logits (B, 1, S, S); sigmoid them for probabilities."""
         self._check(None, cond)
@@ -113,17 +133,47 @@ class SketchCVAE(nn.Module):
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         return self.decode(z, cond), mu, logvar
 
+    def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """KL(q(z | x, c) || p(z | c)) of each latent dimension (B, latent_dim), between diagonal Gaussians."""
+        prior_mu, prior_logvar = self.prior_stats(cond)
+        return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp() - 1)
+
     def loss(self, images: torch.Tensor, cond: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
         """BCE (summed over pixels) + beta * KL, both per image."""
         logits, mu, logvar = self(images, cond)
         bce = F.binary_cross_entropy_with_logits(logits.float(), images.float(), reduction="sum") / len(images)
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / len(images)
+        kl = self.kl_per_dim(mu.float(), logvar.float(), cond).sum() / len(images)
         return {"loss": bce + beta * kl, "bce": bce.detach(), "kl": kl.detach()}
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(len(cond), self.config.latent_dim, generator=generator).to(cond.device)
-        return torch.sigmoid(self.decode(z, cond))
+    def residuals(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Posterior means minus the prior's mean (B, latent_dim): what z says that the caption does not."""
+        return self.encode(images, cond)[0] - self.prior_stats(cond)[0]
+
+    @torch.no_grad()
+    def fit_noise(self, residuals: torch.Tensor) -> None:
+        """Sample with a Gaussian fitted to the training codes' residuals (N, latent_dim) instead of N(0, I).
+
+        A short run leaves the codes of real sketches spread wider than the unit-variance prior and along a few
+        directions only; N(0, I) noise then lands where no training sketch was and decodes to the average
+        sketch of the prompt. Fitting the noise to the codes after training (ex-post density estimation,
+        Ghosh et al. 2020) samples where the decoder has learned to draw. The standard prior is never fitted."""
+        if self.config.prior == "standard":
+            raise CourseError("the standard prior samples from N(0, I); fit_noise needs prior='learned'")
+        residuals = residuals.double()
+        covariance = torch.cov(residuals.T) + 1e-4 * torch.eye(residuals.shape[1], dtype=torch.float64,
+                                                              device=residuals.device)
+        self.noise_mean.copy_(residuals.mean(0))
+        self.noise_tril.copy_(torch.linalg.cholesky(covariance))
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None, fitted: bool = True) -> torch.Tensor:
+        """Ink probabilities (B, 1, S, S) of z ~ p(z | c) decoded with c; noise from a CPU generator.
+        `fitted=False` draws the prior's unit-variance noise instead of the fitted one (notebook 07 compares)."""
+        noise = torch.randn(len(cond), self.config.latent_dim, generator=generator).to(cond.device)
+        if fitted:
+            noise = self.noise_mean + noise @ self.noise_tril.T
+        return torch.sigmoid(self.decode(self.prior_stats(cond)[0] + noise, cond))
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
