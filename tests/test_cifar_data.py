@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers.checkpoint import read_checkpoint
-from helpers.cifar_judge import (augment, class_accuracy, judge_classes, judge_features, load_cifar_judge,
+from helpers.cifar_judge import (architecture, augment, class_accuracy, judge_classes, judge_features, load_cifar_judge,
                                  load_or_train_cifar_judge, train_cifar_judge)
 from helpers.config import get_config
 from helpers.data import cifar10
@@ -171,13 +171,24 @@ def test_local_limit_and_resize_use_the_cache(real):
 
 
 # --------------------------------------------------------------------------------------------- judge
+@pytest.mark.parametrize("design, features", [("resnet", 32), ("resnet9", 64)])
 @pytest.mark.parametrize("size", [32, 64])
-def test_judge_shapes(size):
-    judge = CifarJudge(CifarJudgeConfig(width=8, image_size=size))
+def test_judge_shapes(size, design, features):
+    config = CifarJudgeConfig(width=8, image_size=size, design=design)
+    judge = CifarJudge(config)
     images = torch.rand(3, 3, size, size) * 2 - 1
-    assert judge(images).shape == (3, 10) and judge.features(images).shape == (3, 32)
+    assert config.feature_dim == features
+    assert judge(images).shape == (3, 10) and judge.features(images).shape == (3, features)
     with pytest.raises(ValueError, match="resize"):
         judge(torch.zeros(1, 3, 16, 16))
+
+
+def test_judge_design_is_checked_and_full_mode_gets_the_strong_one():
+    with pytest.raises(ValueError, match="resnet9"):
+        CifarJudgeConfig(design="vgg")
+    assert architecture("full", 32)["design"] == "resnet9"
+    assert architecture("quick", 32) == {"blocks": 1, "first_stride": 2}
+    assert architecture("quick", 16)["first_stride"] == 1
 
 
 def test_augment_crops_and_flips_each_image_on_its_own():

@@ -282,15 +282,20 @@ def _from_mirror(cfg: CourseConfig, paths: dict[str, Path], size: int, source: s
     return f"Hugging Face {source} in {cfg.data_root}" if source == HF_MIRROR else f"CelebA parquet shards {source}"
 
 
+def _cache_fix_mirror(cfg: CourseConfig, size: int, name: str, procedural: str) -> tuple:
+    """What both downloading loaders start from: the cache paths of `name`, the cached splits (None when the cache
+    is not whole), the advice every error of theirs ends with (`procedural`: the setting that gives procedural
+    faces instead), and the mirror to download from."""
+    paths = _full_paths(cfg, size, name)
+    fix = f"set COURSE_DATA=<folder with {LOCAL_TAR} + {LOCAL_CSV}> or {procedural} (procedural faces, no download)"
+    return paths, _read_full_cache(paths), fix, source_of(MIRROR_ENV, HF_MIRROR)
+
+
 def _load_full(cfg: CourseConfig, size: int) -> tuple[tuple, tuple, str]:
     """The cached full CelebA, else made from the Hugging Face mirror (first) or torchvision's download."""
-    paths = _full_paths(cfg, size)
-    cached = _read_full_cache(paths)
+    paths, cached, fix, mirror = _cache_fix_mirror(cfg, size, "full", "COURSE_QUICK=1")
     if cached is not None:
         return cached
-    fix = (f"set COURSE_DATA=<folder with {LOCAL_TAR} + {LOCAL_CSV}> or COURSE_QUICK=1 (procedural faces, "
-           "no download)")
-    mirror = source_of(MIRROR_ENV, HF_MIRROR)
     local_mirror = Path(mirror).expanduser().is_dir()
     torchvision_there = (cfg.data_root / "celeba" / "list_attr_celeba.txt").exists()
     attempts = []
@@ -321,13 +326,9 @@ def _load_quick_mirror(cfg: CourseConfig, size: int) -> tuple[tuple, tuple, str]
     """Quick mode's real faces: the mirror's first QUICK_FACES rows, from its first QUICK_SHARDS parquet shards
     (fetched once, file by file, never the 200k set), preprocessed once into a cache of their own.
     Unavailable when the shards cannot be downloaded now."""
-    paths = _full_paths(cfg, size, "quick")
-    cached = _read_full_cache(paths)
+    paths, cached, fix, mirror = _cache_fix_mirror(cfg, size, "quick", "COURSE_OFFLINE=1")
     if cached is not None:
         return cached
-    fix = (f"set COURSE_DATA=<folder with {LOCAL_TAR} + {LOCAL_CSV}> or COURSE_OFFLINE=1 (procedural faces, "
-           "no download)")
-    mirror = source_of(MIRROR_ENV, HF_MIRROR)
     shards = quick_shards(cfg, mirror, QUICK_SHARDS, f"quick mode's {QUICK_FACES:,} real CelebA faces", fix)
     rows = read_rows(shards, QUICK_FACES, mirror, fix)
     try:
