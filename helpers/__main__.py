@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="ldm, cifar-ddpm: DPM-Solver++(2M) (fast), DDIM, or DDPM (the 1,000-step original)")
         command.add_argument("--condition", choices=("attributes", "clip"), default="attributes",
                              help="which celeba-cvae/celeba-gan run: attribute- or CLIP-conditioned")
+        command.add_argument("--temperature", type=float, default=None,
+                             help="sketch-cvae: how far from the prompt's most typical sketch to sample, 0-2 "
+                                  "(0 one sketch per prompt, 1 the training sketches' spread; default 0.6)")
     for command in (train, generate, reconstruct, evaluate):
         command.add_argument("--quick", action="store_true", help="quick mode (same as COURSE_QUICK=1)")
         command.add_argument("--seed", type=int, default=0)

@@ -158,6 +158,37 @@ def test_learned_prior_and_fitted_noise():
         SketchCVAEConfig(cond_dim=12, prior="flat")
 
 
+def test_temperature_scales_the_sampling_noise():
+    torch.manual_seed(0)
+    model = SketchCVAE(SketchCVAEConfig(cond_dim=12, image_size=64, latent_dim=3, width=8)).eval()
+    model.fit_noise(torch.tensor([0.5, 0.0, -0.5]) + torch.randn(500, 3) * 2)
+    seen = {}
+    model.decode = lambda z, cond: seen.setdefault("z", []).append(z) or torch.zeros(len(z), 1, 64, 64)
+    cond = torch.randn(2000, 12)
+    for temperature in (0.0, 0.5, 1.0):
+        model.sample(cond, torch.Generator().manual_seed(1), temperature=temperature)
+    cold, half, full = seen["z"]
+    # T = 0: every sample is the prior's mean plus the fitted mean, the prompt's one most typical code
+    assert torch.allclose(cold, model.prior_stats(cond)[0] + model.noise_mean)
+    assert torch.allclose(half - cold, 0.5 * (full - cold), atol=1e-5)  # the same noise, half as far
+    assert 1.7 < float((full - cold).std()) < 2.3
+    for bad in (-0.1, 2.5, float("nan")):
+        with pytest.raises(CourseError, match="temperature"):
+            model.sample(cond[:2], temperature=bad)
+
+
+def test_doodle_judge_learns_from_every_local_doodle(quick_cfg, shared_data):
+    cfg = replace(quick_cfg, local_data=shared_data)
+    quick_share = sk.sketch_data(cfg)
+    judged = sk.doodle_judge_data(cfg, quick_share)
+    assert len(quick_share.train_labels) == 6 * sk.QUICK_LIMIT_PER_CLASS and len(judged.train_labels) == 16_200
+    assert torch.equal(judged.test_labels, quick_share.test_labels) and judged.source == quick_share.source
+    synthetic = sk.sketch_data(quick_cfg)
+    judged = sk.doodle_judge_data(quick_cfg, synthetic)
+    assert len(synthetic.train_labels) == 1_800 and len(judged.train_labels) == 2_400
+    assert torch.equal(judged.test_images, synthetic.test_images) and judged.source == synthetic.source
+
+
 def test_prompt_diversity():
     stroke = torch.zeros(1, 1, 8, 8)
     stroke[..., 2, :] = 1

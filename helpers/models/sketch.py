@@ -167,10 +167,15 @@ class SketchCVAE(nn.Module):
         self.noise_tril.copy_(torch.linalg.cholesky(covariance))
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None, fitted: bool = True) -> torch.Tensor:
+    def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None, fitted: bool = True,
+               temperature: float = 1.0) -> torch.Tensor:
         """Ink probabilities (B, 1, S, S) of z ~ p(z | c) decoded with c; noise from a CPU generator.
-        `fitted=False` draws the prior's unit-variance noise instead of the fitted one (notebook 07 compares)."""
-        noise = torch.randn(len(cond), self.config.latent_dim, generator=generator).to(cond.device)
+        `fitted=False` draws the prior's unit-variance noise instead of the fitted one (notebook 07 compares).
+        `temperature` scales the noise: 0 draws the prompt's one most typical sketch, 1 the spread of the training
+        codes; in between trades variety for faithfulness to the prompt (as Glow's and BigGAN's truncation do)."""
+        if not 0 <= temperature <= 2:
+            raise CourseError(f"temperature must be between 0 and 2, got {temperature}")
+        noise = temperature * torch.randn(len(cond), self.config.latent_dim, generator=generator).to(cond.device)
         if fitted:
             noise = self.noise_mean + noise @ self.noise_tril.T
         return torch.sigmoid(self.decode(self.prior_stats(cond)[0] + noise, cond))
