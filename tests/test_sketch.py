@@ -1,6 +1,7 @@
 """Notebook 07: sketch data, text encoders, the 128x128 sketch CVAE, its training features, judge and CLI."""
 from dataclasses import replace
 
+import imageio.v2 as imageio
 import pytest
 import torch
 
@@ -288,12 +289,19 @@ def test_cli_generate_and_refusals(tiny_cfg, trained, tmp_path, capsys):
     assert main(["generate", "--model", "sketch-cvae", "--prompt", "a sketch of a cat", "--checkpoint", run,
                  "--n", "2", "--out", str(out), "--quick"]) == 0
     assert len(list(out.glob("sketch_a-sketch-of-a-cat_seed0_*.png"))) == 3
+    cold = tmp_path / "cold"  # temperature 0: every sample is the prompt's one most typical sketch
+    assert main(["generate", "--model", "sketch-cvae", "--prompt", "a sketch of a cat", "--checkpoint", run,
+                 "--n", "2", "--out", str(cold), "--quick", "--temperature", "0"]) == 0
+    first, second = (imageio.imread(path) for path in sorted(cold.glob("sketch_a-sketch-of-a-cat_seed0_*.png"))[:2])
+    assert (first == second).all()
     for argv, pattern in [
         (["generate", "--model", "sketch-cvae", "--prompt", " ", "--checkpoint", run], "prompt is empty"),
         (["generate", "--model", "sketch-cvae", "--checkpoint", run], "needs a prompt"),
         (["generate", "--model", "sketch-cvae", "--prompt", "a cat", "--checkpoint", str(tmp_path / "no")],
          "no checkpoint in"),
         (["generate", "a cat", "--model", "sketch-cvae", "--prompt", "a dog", "--checkpoint", run], "prompt once"),
+        (["generate", "a cat", "--model", "sketch-cvae", "--temperature", "3", "--checkpoint", run],
+         "temperature must be between 0 and 2"),
     ]:
         bad = tmp_path / "bad"
         assert main(argv + ["--out", str(bad), "--quick"]) == 2
