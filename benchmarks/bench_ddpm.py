@@ -16,10 +16,10 @@ UNet costs.
    sizes, and the FLOPs of one training image (forward + backward ~ 3x forward) for the full recipe.
 
     python -m benchmarks.bench_ddpm --seconds 60                          # procedural icons, 16x16 (quick mode)
-    COURSE_QUICK=0 COURSE_DATA=../shared/data python -m helpers train cifar-judge --time-budget 4h \
+    COURSE_QUICK=0 COURSE_DATA=../shared/data python -m helpers train cifar-judge --epochs 20 \
         --out runs/cifar-judge/bench-32px                                  # once: the judge of real photos
     COURSE_DATA=../shared/data python -m benchmarks.bench_ddpm --real --image-size 32 --seconds 360 \
-        --rows adopted,previous,diffusers --tag _real
+        --rows adopted,epsilon,previous,diffusers,edm,channels-last --skip samplers,costs --tag _real
 """
 from __future__ import annotations
 
@@ -304,13 +304,13 @@ def main() -> None:
     data = cifar.cifar_data(cfg, args.image_size, None if args.real else -1)
     judge_dir = args.judge_dir or cfg.run_dir("cifar-judge") / f"bench-{args.image_size}px"
     # Real photos are judged by the full-recipe judge only: a judge that misreads a third of real photos cannot
-    # tell samples apart either. It is trained once and reused (95 minutes of a busy 2-core CPU gave 74.9%).
+    # tell samples apart either. It is trained once and reused (see the command in the docstring).
     judge_cfg = get_config(quick=False) if args.real else cfg
     judge, judge_accuracy = load_or_train_cifar_judge(judge_cfg, data, judge_dir)
     if args.real and judge_accuracy < STRONG_JUDGE:
         print(f"the judge in {judge_dir} reads only {judge_accuracy:.1%} of held-out real photos (needs "
-              f"{STRONG_JUDGE:.0%}); train the full-recipe judge first, on a GPU or for hours on a CPU: "
-              f"COURSE_QUICK=0 python -m helpers train cifar-judge --time-budget 4h --out {judge_dir}",
+              f"{STRONG_JUDGE:.0%}); train the full-recipe judge first (about 40 min on 2 CPU cores): "
+              f"COURSE_QUICK=0 python -m helpers train cifar-judge --epochs 20 --out {judge_dir}",
               file=sys.stderr)
         raise SystemExit(2)
     results.update(data=data.source, train_images=len(data.train_labels), judge_heldout_accuracy=judge_accuracy,

@@ -121,9 +121,9 @@ def load_or_train_cifar_judge(cfg: CourseConfig, data: ImageSplits | None = None
     data = data if data is not None else default_data(cfg)
     run_dir = Path(run_dir or cfg.run_dir(KIND))
 
-    def load(folder: Path) -> tuple[CifarJudge, float]:
-        judge, extra = load_cifar_judge(folder, cfg.device)
-        return judge, extra["history"][-1]["heldout_accuracy"]
+    def load(folder: Path) -> tuple[CifarJudge, float]:  # measured again: the same photos, today's way of reading
+        judge, _ = load_cifar_judge(folder, cfg.device)
+        return judge, class_accuracy(judge, data.test_images, data.test_labels)["accuracy"]
 
     return load_or_train(run_dir, KIND, mode=cfg.mode, source=data.source, load=load,
                          train=lambda: train_cifar_judge(cfg, data, run_dir),
@@ -152,8 +152,11 @@ def _batched(judge: CifarJudge, images: torch.Tensor, fn) -> torch.Tensor:
 
 
 def judge_classes(judge: CifarJudge, images: torch.Tensor) -> torch.Tensor:
-    """The class the judge sees in every image (N, 3, S, S), floats in [-1, 1] (or uint8) -> int64 (N,)."""
-    return _batched(judge, images, lambda model, batch: model(batch).argmax(1)).long()
+    """The class the judge sees in every image (N, 3, S, S), floats in [-1, 1] (or uint8) -> int64 (N,).
+
+    The judge reads each image and its mirror image and adds the two logits (test-time augmentation with the
+    flip it was trained with): the full judge reads 86.5% of the 5,000 held-out real photos so, 85.5% without."""
+    return _batched(judge, images, lambda model, batch: (model(batch) + model(batch.flip(3))).argmax(1)).long()
 
 
 def judge_features(judge: CifarJudge, images: torch.Tensor) -> torch.Tensor:

@@ -183,6 +183,17 @@ def test_judge_shapes(size, design, features):
         judge(torch.zeros(1, 3, 16, 16))
 
 
+def test_judge_reads_an_image_and_its_mirror_alike():
+    torch.manual_seed(0)
+    judge = CifarJudge(CifarJudgeConfig(width=8, design="resnet9")).eval()
+    images = torch.rand(64, 3, 32, 32) * 2 - 1
+    classes = judge_classes(judge, images)
+    assert torch.equal(classes, judge_classes(judge, images.flip(3)))  # logits of both views, summed
+    with torch.no_grad():
+        both = judge(images) + judge(images.flip(3))
+    assert torch.equal(classes, both.argmax(1))
+
+
 def test_judge_design_is_checked_and_full_mode_gets_the_strong_one():
     with pytest.raises(ValueError, match="resnet9"):
         CifarJudgeConfig(design="vgg")
