@@ -130,7 +130,7 @@ def training_flops(model: torch.nn.Module, size: int) -> float:
     return 3.0 * counter.get_total_flops()
 
 
-def study(args, cfg, data, judge, results):
+def study(args, cfg, data, judge, colour, results):
     base = replace(cifar.SETTINGS["quick"], image_size=data.image_size)
     recipe = cfg.recipe(cifar.KIND)
     rows = args.rows.split(",") if args.rows else list(ROWS)
@@ -147,12 +147,13 @@ def study(args, cfg, data, judge, results):
             ddpm, steps = train_row(settings, model, data, args.seconds, recipe, cfg.device, cfg.seed,
                                     channels_last=name == "channels-last")
             quality = cifar.evaluate_ddpm(ddpm, judge, data, per_class=args.per_class, guidance=3.0, steps=20,
-                                          sampler="dpm++2m")
+                                          sampler="dpm++2m", baseline=colour)
             run = {"train_steps": steps, "images_seen": steps * recipe.batch_size, "params": ddpm.parameters,
-                   "class_accuracy": quality["class_accuracy"], "fid_own": quality["fid_own"]}
+                   "class_accuracy": quality["class_accuracy"], "fid_own": quality["fid_own"],
+                   "colour_baseline": quality["baseline_accuracy"]}
             runs[name].append(run)
             print(f"round {round_ + 1} {name:16s} {steps:5d} steps  judged {run['class_accuracy']:6.1%}  "
-                  f"FID {run['fid_own']:7.2f}", flush=True)
+                  f"colour classifier {run['colour_baseline']:6.1%}  FID {run['fid_own']:7.2f}", flush=True)
             if name == "adopted":
                 adopted_model = ddpm
                 from helpers.viz import save_image
@@ -162,7 +163,7 @@ def study(args, cfg, data, judge, results):
     for name, values in runs.items():
         table[name] = {"description": DESCRIPTIONS[name], "runs": values,
                        **{key: statistics.median(v[key] for v in values)
-                          for key in ("train_steps", "class_accuracy", "fid_own")}}
+                          for key in ("train_steps", "class_accuracy", "fid_own", "colour_baseline")}}
     results["recipe_study"] = {"seconds": args.seconds, "repeats": args.repeats, "per_class": args.per_class,
                                "sampler": "dpm++2m-20, guidance 3", "rows": table}
     print(f"\n| recipe ({args.seconds:.0f} s each, median of {args.repeats}) | steps | judged class accuracy | FID (judge) |")
@@ -313,12 +314,14 @@ def main() -> None:
               f"COURSE_QUICK=0 python -m helpers train cifar-judge --epochs 20 --out {judge_dir}",
               file=sys.stderr)
         raise SystemExit(2)
+    colour = cifar.colour_baseline(data)  # the trivial baseline beside every judged number: 4x4 mean colours
+    results.update(colour_baseline_heldout=colour.accuracy(data.test_images, data.test_labels))
     results.update(data=data.source, train_images=len(data.train_labels), judge_heldout_accuracy=judge_accuracy,
                    quick_settings=asdict(cifar.SETTINGS["quick"]))
     print(f"data {data}; judge held-out accuracy {judge_accuracy:.1%}", flush=True)
     ddpm = None
     if "study" not in skip:
-        ddpm = study(args, cfg, data, judge, results)
+        ddpm = study(args, cfg, data, judge, colour, results)
     if "samplers" not in skip and ddpm is not None:
         samplers(ddpm, judge, data, max(2, args.per_class // 2), results)
     if "costs" not in skip:
