@@ -62,8 +62,8 @@ class DDPMSettings:
 
 
 # quick: a 1.6M-parameter UNet on the 10,000 procedural icons (or the first 1,000 real images per class) at 16x16,
-# trained for 150 s (about 1,000 steps on a 2-core CPU: the colour-blind icons' classes are judged well above a
-# colour-only classifier, not yet drawn cleanly; benchmarks/bench_ddpm.py measured the recipe). full: ~9M parameters at CIFAR's 32x32 for 15 minutes (about 20 epochs on a T4-class GPU
+# trained for 90 s (about 620 steps on a quiet 2-core CPU: the colour-blind icons' classes are judged above a
+# colour-only classifier, not yet drawn; benchmarks/bench_ddpm.py measured the recipe). full: ~9M parameters at CIFAR's 32x32 for 15 minutes (about 20 epochs on a T4-class GPU
 # with mixed precision, by FLOPs; a larger --time-budget trains longer, nothing else changes).
 SETTINGS = {
     "quick": DDPMSettings(limit_per_class=1000, mults=(1, 2, 2), blocks=(1, 2, 2), attention_levels=(2,), dropout=0.0,
@@ -425,9 +425,9 @@ def _measure(cfg: CourseConfig, ddpm: ClassToImage, n: int, seed: int) -> dict:
 # Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
 RECIPES: dict[str, dict[str, Recipe]] = {
     # Notebook 05: the class-conditional DDPM (width = channels of the UNet's first level; the rest of its
-    # settings are helpers.cifar.SETTINGS), trained to a time budget: 150 s on the CPU, 15 min on a GPU.
+    # settings are helpers.cifar.SETTINGS), trained to a time budget: 90 s on the CPU, 15 min on a GPU.
     "cifar-ddpm": {
-        "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=32, latent_dim=0, time_budget=150),
+        "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=32, latent_dim=0, time_budget=90),
         "full": Recipe(epochs=100, batch_size=128, lr=1e-3, width=64, latent_dim=0, gif_every=2, time_budget=15 * 60),
     },
 }
