@@ -184,8 +184,9 @@ def test_doodle_judge_learns_from_every_local_doodle(quick_cfg, shared_data):
     judged = sk.doodle_judge_data(cfg, quick_share)
     assert len(quick_share.train_labels) == 6 * sk.QUICK_LIMIT_PER_CLASS and len(judged.train_labels) == 16_200
     assert torch.equal(judged.test_labels, quick_share.test_labels) and judged.source == quick_share.source
-    synthetic = sk.sketch_data(quick_cfg)
-    judged = sk.doodle_judge_data(quick_cfg, synthetic)
+    offline = replace(quick_cfg, local_data=None)  # no local doodles: the procedural sketches
+    synthetic = sk.sketch_data(offline)
+    judged = sk.doodle_judge_data(offline, synthetic)
     assert len(synthetic.train_labels) == 1_800 and len(judged.train_labels) == 2_400
     assert torch.equal(judged.test_images, synthetic.test_images) and judged.source == synthetic.source
 
