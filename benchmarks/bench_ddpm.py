@@ -315,8 +315,8 @@ def main() -> None:
               file=sys.stderr)
         raise SystemExit(2)
     colour = cifar.colour_baseline(data)  # the trivial baseline beside every judged number: 4x4 mean colours
-    results.update(colour_baseline_heldout=colour.accuracy(data.test_images, data.test_labels))
     results.update(data=data.source, train_images=len(data.train_labels), judge_heldout_accuracy=judge_accuracy,
+                   colour_baseline_heldout=colour.accuracy(data.test_images, data.test_labels),
                    quick_settings=asdict(cifar.SETTINGS["quick"]))
     print(f"data {data}; judge held-out accuracy {judge_accuracy:.1%}", flush=True)
     ddpm = None

@@ -63,8 +63,9 @@ class DDPMSettings:
 
 # quick: a 1.6M-parameter UNet on the 10,000 procedural icons (or the first 1,000 real images per class) at 16x16,
 # trained for 90 s (about 620 steps on a quiet 2-core CPU: the colour-blind icons' classes are judged above a
-# colour-only classifier, not yet drawn; benchmarks/bench_ddpm.py measured the recipe). full: ~9M parameters at CIFAR's 32x32 for 15 minutes (about 20 epochs on a T4-class GPU
-# with mixed precision, by FLOPs; a larger --time-budget trains longer, nothing else changes).
+# colour-only classifier, not yet drawn; benchmarks/bench_ddpm.py measured the recipe). full: ~9M parameters at
+# CIFAR's 32x32 for 15 minutes (about 20 epochs on a T4-class GPU with mixed precision, by FLOPs; a larger
+# --time-budget trains longer, nothing else changes).
 SETTINGS = {
     "quick": DDPMSettings(limit_per_class=1000, mults=(1, 2, 2), blocks=(1, 2, 2), attention_levels=(2,), dropout=0.0,
                           ema_decay=0.995, image_size=16),
