@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers.checkpoint import read_checkpoint
 from helpers.cifar_judge import (architecture, augment, class_accuracy, judge_classes, judge_features, load_cifar_judge,
@@ -15,7 +16,7 @@ from helpers.data import cifar10
 from helpers.data.cifar10 import (CIFAR10_CLASSES, ImageSplits, first_per_class, interleave_classes, load_cifar10,
                                   resize_images, synthetic_cifar)
 from helpers.errors import CourseError
-from helpers.metrics import frechet_distance
+from helpers.metrics import PooledPixelBaseline, frechet_distance
 from helpers.models.judge import CifarJudge, CifarJudgeConfig
 
 
@@ -85,6 +86,17 @@ def test_synthetic_colours_give_no_class_away(synthetic):
     means = torch.stack([train[synthetic.train_labels == c].mean(0) for c in range(10)])
     predicted = torch.cdist(test, means).argmin(1)
     assert float((predicted == synthetic.test_labels).float().mean()) < 0.25
+
+
+def test_synthetic_layout_gives_little_away(synthetic):
+    """The baseline the notebooks print, a logistic regression on the 4x4 mean colours, also reads where each
+    class puts its mass (legs low, wings wide); the placement jitter keeps that under a quarter of the held-out
+    icons, at 32x32 and at quick mode's 16x16."""
+    for images, held_out in ((synthetic.train_images, synthetic.test_images),
+                             (F.avg_pool2d(synthetic.train_images.float(), 2).round().to(torch.uint8),
+                              F.avg_pool2d(synthetic.test_images.float(), 2).round().to(torch.uint8))):
+        baseline = PooledPixelBaseline(images, synthetic.train_labels)
+        assert baseline.accuracy(held_out, synthetic.test_labels) < 0.25
 
 
 def test_synthetic_held_out_icons_differ_from_training_ones(synthetic):
