@@ -101,7 +101,7 @@ NOTEBOOK_COSTS: dict[str, tuple[int, str]] = {
                              "GPU: time budgets)"),
     "06_latent_diffusion_celeba": (208, "the autoencoder for 4 min on ~190,000 faces, then the UNet for 15 min (19 min "
                                         "of training on any GPU: time budgets)"),
-    "07_text_to_sketch": (58, "the sketch CVAE for 40 epochs on ~10,000 scene sketches (and our CLIP for 20 "
+    "07_text_to_sketch": (110, "the sketch CVAE for 40 epochs on ~10,000 scene sketches (and our CLIP for 20 "
                                     "when OpenAI's cannot be loaded)"),
     "08_compare_models": (19, "nothing: it measures the models the other notebooks trained"),
 }
