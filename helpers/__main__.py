@@ -3,11 +3,12 @@
     python -m helpers train vae|text-cvae|judge|clip|celeba-cvae|celeba-gan|face-judge|ldm-autoencoder|ldm|cifar-ddpm|cifar-judge
                             |sketch-cvae|doodle-judge [--text-encoder auto|openai-clip|ours] [--workers N]
                             [--quick] [--epochs N | --time-budget 20m] [--out DIR] [--resume] [--condition attributes|clip]
-                            [--image-size 32]
+                            [--image-size 32] [--objective v|epsilon|edm|flow] [--backbone unet|dit]
     python -m helpers generate "Print number 5" [--model text-cvae] [--checkpoint DIR] [--n 16] [--seed 0] [--out DIR]
     python -m helpers generate --model celeba-cvae "a smiling man with eyeglasses" [--condition clip]
     python -m helpers generate --model ldm "a smiling woman" [--guidance 3] [--steps 20] [--sampler dpm++2m|ddim|ddpm]
     python -m helpers generate --model cifar-ddpm "a photo of a cat" [--guidance 3] [--steps 20] [--sampler dpm++2m|ddim|ddpm]
+                                              (a flow-matching run: [--sampler euler|heun] [--steps 8])
     python -m helpers generate --model sketch-cvae --prompt "a sketch of a cat"
     python -m helpers reconstruct [--model vae|ldm-autoencoder|sketch-cvae] [--checkpoint DIR] [--n 8] [--out DIR]
     python -m helpers evaluate [--model text-cvae|vae|clip|celeba-cvae|celeba-gan|ldm|cifar-ddpm|sketch-cvae] [--checkpoint DIR]
@@ -25,6 +26,8 @@ import sys
 from pathlib import Path
 
 SAMPLERS = ("dpm++2m", "ddim", "ddpm")  # helpers.diffusion.SAMPLERS (fast one first), without importing torch for --help
+FLOW_SAMPLERS = ("euler", "heun")  # helpers.diffusion.FLOW_SAMPLERS
+OBJECTIVES = ("v", "epsilon", "edm", "flow")  # helpers.cifar.OBJECTIVES
 
 
 def _names(capability: str | None = None) -> list[str]:
@@ -70,6 +73,8 @@ def cmd_train(args) -> None:
             raise CourseError(f"--grad-accum must be at least 1, got {args.grad_accum}")
         os.environ["COURSE_GRAD_ACCUM"] = str(args.grad_accum)  # every Trainer of this run reads it
     args.budget = None if args.time_budget is None else parse_duration(args.time_budget)  # "abc", 0, -5m: one line
+    if (args.objective or args.backbone) and args.model != "cifar-ddpm":
+        raise CourseError(f"--objective and --backbone choose the cifar-ddpm's training, not {args.model}'s")
     if args.budget is not None and not item.budgeted:  # the diffusion models take it themselves (not their CLIP)
         os.environ["COURSE_TIME_BUDGET"] = str(args.budget)  # every recipe of this run reads it
     if not is_main_process():  # under a multi-process launcher only rank 0 talks (errors still reach stderr)
@@ -158,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "--resume finishes the plan")
     train.add_argument("--image-size", type=int, default=None, choices=(16, 32, 64),
                        help="cifar-ddpm: 16x16 (quick mode's), 32x32 (CIFAR's size, full mode's) or upscaled 64x64")
+    train.add_argument("--objective", choices=OBJECTIVES, default=None,
+                       help="cifar-ddpm: what the network learns: v (default), epsilon, edm, or flow (rectified flow, "
+                            "logit-normal times; sample it with --sampler euler|heun)")
+    train.add_argument("--backbone", choices=("unet", "dit"), default=None,
+                       help="cifar-ddpm: the network: unet (default) or dit (a diffusion transformer)")
     train.set_defaults(func=cmd_train)
 
     generate = sub.add_parser("generate", help="generate digits, faces or CIFAR-10 images from a prompt")
@@ -190,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="ldm, cifar-ddpm: classifier-free guidance scale (0 unconditional, 1 none, 3 default)")
         command.add_argument("--steps", type=int, default=20,
                              help="ldm, cifar-ddpm: sampling steps (20 for dpm++2m, 50 for ddim, 1000 for ddpm)")
-        command.add_argument("--sampler", choices=SAMPLERS, default="dpm++2m",
-                             help="ldm, cifar-ddpm: DPM-Solver++(2M) (fast), DDIM, or DDPM (the 1,000-step original)")
+        command.add_argument("--sampler", choices=SAMPLERS + FLOW_SAMPLERS, default=None,
+                             help="ldm, cifar-ddpm: DPM-Solver++(2M) (the default), DDIM, or DDPM (the 1,000-step "
+                                  "original); a flow-matching run: euler (its default) or heun")
         command.add_argument("--condition", choices=("attributes", "clip"), default="attributes",
                              help="which celeba-cvae/celeba-gan run: attribute- or CLIP-conditioned")
         command.add_argument("--temperature", type=float, default=None,

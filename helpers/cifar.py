@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -25,10 +25,11 @@ import torch
 from helpers.checkpoint import has_checkpoint, read_checkpoint, read_index
 from helpers.config import CourseConfig, Recipe, seed_everything
 from helpers.data.cifar10 import CIFAR10_CLASSES, ImageSplits, load_cifar10
-from helpers.diffusion import NoiseSchedule, guided, sample, training_loss
+from helpers.diffusion import FlowSchedule, NoiseSchedule, guided, sample, schedule_from_settings, training_loss
 from helpers.errors import CourseError
 from helpers.metrics import PooledPixelBaseline, format_accuracy, judge_line
 from helpers.text.prompts import check_prompt
+from helpers.models.dit import DiT, DiTConfig
 from helpers.models.unet import UNet, UNetConfig
 from helpers.registry import ModelKind, Samples, sampling_tag
 from helpers.train import EMA, Checkpointing, GifFrames, ProgressBar, Trainer, TrainedModel, WallClock
@@ -59,13 +60,19 @@ class DDPMSettings:
     image_size: int = 32
     sampler: str = "dpm++2m"  # the sampler of the figures and the evaluation
     sample_steps: int = 20
+    backbone: str = "unet"  # the network: "unet" (helpers.models.unet) or "dit" (helpers.models.dit)
+    dit_patch: int = 2  # the DiT's tokens: patch x patch pixels each
+    dit_width: int = 96  # the DiT's channels per token (the UNet's width is the recipe's)
+    dit_depth: int = 6
+    dit_heads: int = 4
 
 
-# quick: a 1.6M-parameter UNet on the 10,000 procedural icons (or the first 1,000 real images per class) at 16x16,
-# trained for 90 s (about 620 steps on a quiet 2-core CPU: the colour-blind icons' classes are judged above a
-# colour-only classifier, not yet drawn; benchmarks/bench_ddpm.py measured the recipe). full: ~9M parameters at
-# CIFAR's 32x32 for 15 minutes (about 20 epochs on a T4-class GPU with mixed precision, by FLOPs; a larger
-# --time-budget trains longer, nothing else changes).
+# quick: a 0.9M-parameter UNet (width 24) on the 10,000 procedural icons (or the first 1,000 real images per class)
+# at 16x16, trained for 120 s (about 750 steps on a quiet 2-core CPU). At equal wall-clock, width 24 takes ~1.4x the
+# steps of width 32 and was judged higher in all four alternating runs (90 s and 120 s; README, "Quick mode on
+# today's icons"): the colour-blind icons' classes are judged well above a colour-only classifier, not yet all
+# drawn. full: ~9M parameters at CIFAR's 32x32 for 15 minutes (about 20 epochs on a T4-class GPU with mixed
+# precision, by FLOPs; a larger --time-budget trains longer, nothing else changes).
 SETTINGS = {
     "quick": DDPMSettings(limit_per_class=1000, mults=(1, 2, 2), blocks=(1, 2, 2), attention_levels=(2,), dropout=0.0,
                           ema_decay=0.995, image_size=16),
@@ -131,7 +138,7 @@ class ClassReader:
 class ClassToImage(TrainedModel):
     """A trained class-conditional DDPM: class labels (or a prompt) -> images in [-1, 1]."""
 
-    def __init__(self, model: UNet, schedule: NoiseSchedule, history: list[dict] | None = None,
+    def __init__(self, model: UNet | DiT, schedule: NoiseSchedule | FlowSchedule, history: list[dict] | None = None,
                  reader: ClassReader | None = None, extra: dict | None = None):
         self.model, self.schedule = model.eval(), schedule
         self.history, self.reader, self.extra = history or [], reader, extra or {}
@@ -140,14 +147,22 @@ class ClassToImage(TrainedModel):
     def image_size(self) -> int:
         return int(self.extra.get("image_size", 32))
 
+    @property
+    def default_sampler(self) -> str:
+        """The sampler of this model's figures: Euler for a flow-matching model, DPM-Solver++(2M) otherwise."""
+        return "euler" if isinstance(self.schedule, FlowSchedule) else "dpm++2m"
+
     def eps_fn(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.model(x, t, labels)
 
     @torch.no_grad()
     def generate(self, labels: Sequence[int] | torch.Tensor, *, guidance: float = 3.0, steps: int = 20,
-                 sampler: str = "dpm++2m", seed: int = 0, batch_size: int = 250, progress: bool = False,
+                 sampler: str | None = None, seed: int = 0, batch_size: int = 250, progress: bool = False,
                  keep=None, spacing: str = "trailing") -> torch.Tensor:
         """One image per label, (N, 3, S, S) in [-1, 1] on the CPU. The same seed gives the same images.
+
+        `sampler` None: the model's own (`default_sampler`); a flow model takes "euler" or "heun", a diffusion
+        model "dpm++2m", "ddim" or "ddpm".
 
         guidance 0 = unconditional, 1 = plain conditional, > 1 = classifier-free guidance towards the class.
         """
@@ -166,8 +181,9 @@ class ClassToImage(TrainedModel):
             eps = (guided(self.eps_fn, chunk, null, guidance) if guidance > 0
                    else lambda x, t, null=null: self.eps_fn(x, t, null))  # w = 0: the unconditional model alone
             shape = (len(chunk), self.model.config.in_channels, self.image_size, self.image_size)
-            out.append(sample(eps, shape, self.schedule, sampler=sampler, steps=steps, generator=generator,
-                              device=self.device, progress=progress, keep=keep, spacing=spacing).cpu())
+            out.append(sample(eps, shape, self.schedule, sampler=sampler or self.default_sampler, steps=steps,
+                              generator=generator, device=self.device, progress=progress, keep=keep,
+                              spacing=spacing).cpu())
         return torch.cat(out).clamp(-1, 1)
 
     def read(self, prompt: str) -> int:
@@ -189,8 +205,13 @@ class ClassToImage(TrainedModel):
         hint = f"python -m helpers train {KIND} --out {run_dir}"
         checkpoint = read_checkpoint(run_dir, KIND, train_hint=hint)
         extra = checkpoint.index["extra"]
-        model = checkpoint.rebuild(UNet, ema=use_ema, train_hint=hint)
-        schedule = NoiseSchedule.from_settings(extra.get("settings", {}))
+        settings = extra.get("settings", {})
+        backbone = settings.get("backbone", "unet")
+        if backbone not in BACKBONES:
+            raise CourseError(f"{run_dir} holds a {backbone!r} network, which this version cannot build; retrain "
+                              f"with `{hint}`")
+        model = checkpoint.rebuild(BACKBONES[backbone], ema=use_ema, train_hint=hint)
+        schedule = schedule_from_settings(settings)
         return cls(model.to(device).eval(), schedule, extra.get("history", []), reader, extra)
 
 
@@ -225,10 +246,41 @@ def _gif_render(schedule: NoiseSchedule, image_size: int, steps: int, sampler: s
     return render
 
 
-def build_unet(recipe_width: int, settings: DDPMSettings) -> UNet:
+def build_unet(recipe_width: int, settings: DDPMSettings) -> UNet | DiT:
+    """The network the settings name: the UNet at the recipe's width, or (backbone "dit") the diffusion transformer."""
+    if settings.backbone == "dit":
+        return DiT(DiTConfig(patch=settings.dit_patch, width=settings.dit_width, depth=settings.dit_depth,
+                             heads=settings.dit_heads, num_classes=len(CIFAR10_CLASSES)))
     return UNet(UNetConfig(width=recipe_width, mults=settings.mults, blocks=settings.blocks,
                            attention_levels=settings.attention_levels, num_classes=len(CIFAR10_CLASSES),
                            dropout=settings.dropout))
+
+
+OBJECTIVES = ("v", "epsilon", "edm", "flow")
+BACKBONES = {"unet": UNet, "dit": DiT}
+
+
+def with_objective(settings: DDPMSettings, objective: str | None = None, backbone: str | None = None) -> DDPMSettings:
+    """The settings changed to train another objective or backbone, with what each objective needs beside it:
+    "flow" (rectified flow: logit-normal times, no min-SNR weighting, the Euler sampler), "edm" (log-normal noise
+    levels, its own weighting), "epsilon" or "v" (min-SNR-5, uniform steps, DPM-Solver++)."""
+    if objective is not None:
+        if objective not in OBJECTIVES:
+            raise CourseError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if objective == "flow":
+            settings = replace(settings, prediction="flow", noise_levels="logit-normal", min_snr_gamma=None,
+                               sampler="euler", shift=1.0)
+        elif objective == "edm":
+            settings = replace(settings, prediction="edm", noise_levels="lognormal", min_snr_gamma=None,
+                               sampler="dpm++2m")
+        else:
+            settings = replace(settings, prediction=objective, noise_levels="uniform", min_snr_gamma=5.0,
+                               sampler="dpm++2m")
+    if backbone is not None:
+        if backbone not in BACKBONES:
+            raise CourseError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+        settings = replace(settings, backbone=backbone)
+    return settings
 
 
 def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs: int | None = None,
@@ -248,12 +300,17 @@ def train_cifar_ddpm(cfg: CourseConfig, out: str | Path | None = None, *, epochs
     out = Path(out or cfg.run_dir(KIND))
     data = data or cifar_data(cfg, image_size or settings.image_size, settings.limit_per_class)
     image_size = int(data.train_images.shape[-1])
-    schedule = NoiseSchedule.from_settings(asdict(settings))
+    schedule = schedule_from_settings(asdict(settings))
     if resume and has_checkpoint(out):
         recorded = read_index(out, KIND)["extra"]
         if recorded.get("data") != data.source or recorded.get("image_size") != image_size:
             raise CourseError(f"{out} was trained on {recorded.get('data')} at {recorded.get('image_size')} px; "
                               f"resume with the same data and --image-size, or train anew without --resume")
+        was = recorded.get("settings", {})
+        was = (was.get("prediction", "epsilon"), was.get("backbone", "unet"))
+        if was != (settings.prediction, settings.backbone):
+            raise CourseError(f"{out} trained a {was[1]} with objective {was[0]}; resume it with --objective {was[0]} "
+                              f"--backbone {was[1]}, or train anew without --resume")
     seed_everything(cfg.seed)
     model = build_unet(recipe.width, settings)
     extra = {"mode": cfg.mode, "recipe": asdict(recipe), "settings": asdict(settings), "data": data.source,
@@ -316,12 +373,13 @@ def sample_quality(images: torch.Tensor, labels: torch.Tensor, judge, real: torc
 
 
 def evaluate_ddpm(ddpm: ClassToImage, judge, data: ImageSplits, *, per_class: int = 50, guidance: float = 3.0,
-                  steps: int = 20, sampler: str = "dpm++2m", seed: int = 0, inception: bool = False,
+                  steps: int = 20, sampler: str | None = None, seed: int = 0, inception: bool = False,
                   baseline: PooledPixelBaseline | None = None) -> dict:
     """Draw `per_class` images of every class and measure them against the held-out real images (and, with a
     `baseline`, how many of them the colour classifier reads as their class)."""
     labels = torch.arange(len(CIFAR10_CLASSES)).repeat_interleave(per_class)
     start = time.perf_counter()
+    sampler = sampler or ddpm.default_sampler
     images = ddpm.generate(labels, guidance=guidance, steps=steps, sampler=sampler, seed=seed)
     seconds = time.perf_counter() - start
     from helpers.data.celeba import to_float
@@ -366,14 +424,18 @@ def real_reference(judge, data: ImageSplits, n: int = 500, baseline: PooledPixel
 
 # ------------------------------------------------------------------------------------------ the registry's entry
 def _cli_train(cfg: CourseConfig, out: Path, options) -> None:
+    settings = with_objective(SETTINGS[cfg.mode], getattr(options, "objective", None), getattr(options, "backbone", None))
     ddpm = train_cifar_ddpm(cfg, out, epochs=options.epochs, image_size=options.image_size, resume=options.resume,
-                            gif_path=options.gif, time_budget=options.budget)
-    print(f"trained {ddpm.parameters / 1e6:.1f}M-parameter UNet for {ddpm.train_seconds:.0f} s; draw with "
+                            gif_path=options.gif, time_budget=options.budget, settings=settings)
+    network = "diffusion transformer" if settings.backbone == "dit" else "UNet"
+    objective = "rectified flow" if settings.prediction == "flow" else f"{settings.prediction}-prediction"
+    print(f"trained {ddpm.parameters / 1e6:.1f}M-parameter {network} ({objective}) for {ddpm.train_seconds:.0f} s; draw with "
           f"`python -m helpers generate --model cifar-ddpm \"a photo of a cat\"`, measure with "
           f"`python -m helpers evaluate --model cifar-ddpm`")
 
 
 def _generate(ddpm: ClassToImage, options) -> Samples:
+    options.sampler = options.sampler or ddpm.default_sampler  # the file name says which sampler drew them
     images, label = ddpm(options.prompt, n=options.n, guidance=options.guidance, steps=options.steps,
                          sampler=options.sampler, seed=options.seed, progress=True)
     name = CIFAR10_CLASSES[label]
@@ -426,9 +488,9 @@ def _measure(cfg: CourseConfig, ddpm: ClassToImage, n: int, seed: int) -> dict:
 # Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
 RECIPES: dict[str, dict[str, Recipe]] = {
     # Notebook 05: the class-conditional DDPM (width = channels of the UNet's first level; the rest of its
-    # settings are helpers.cifar.SETTINGS), trained to a time budget: 90 s on the CPU, 15 min on a GPU.
+    # settings are helpers.cifar.SETTINGS), trained to a time budget: 120 s on the CPU, 15 min on a GPU.
     "cifar-ddpm": {
-        "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=32, latent_dim=0, time_budget=90),
+        "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=24, latent_dim=0, time_budget=120),
         "full": Recipe(epochs=100, batch_size=128, lr=1e-3, width=64, latent_dim=0, gif_every=2, time_budget=15 * 60),
     },
 }

@@ -25,12 +25,22 @@ Notation (Ho et al. 2020; Song et al. 2021), with t = 0 .. T-1 and images scaled
                                data's standard deviation (0.5); its loss weight makes the error on F unweighted, and
                                training draws log(sigma) ~ N(-1.2, 1.2^2) ("lognormal" noise levels). With sd = 1 it
                                is v-prediction (F = -v): EDM is v with the data's real scale and its own noise levels
+    rectified flow             (Liu et al. 2022; Lipman et al. 2022; SD3 = Esser et al. 2024) a straight path with
+      / flow matching          continuous t in [0, 1]: x_t = (1 - t) x0 + t eps, the network predicts the velocity
+                               u = dx_t/dt = eps - x0; x0_hat = x_t - t u, eps_hat = x_t + (1 - t) u. Training draws t
+                               uniformly or logit-normal (t = sigmoid(N(0, 1)): the middle of the path, SD3's choice);
+                               sampling integrates dx/dt = u from t = 1 (noise) to 0 with Euler or Heun steps over
+                               t = shift(linspace(1, 1/1000, N)) and then 0, shift(t) = s t / (1 + (s - 1) t) (diffusers'
+                               FlowMatchEulerDiscreteScheduler / FlowMatchHeunDiscreteScheduler). It is diffusion with
+                               another schedule and weighting: x_t / sqrt((1-t)^2 + t^2) is a VP point with
+                               abar = (1-t)^2 / ((1-t)^2 + t^2), and u is v-prediction rescaled (`FlowSchedule`)
     timestep spacing           the steps a sampler visits, 20 of 1000: "leading" 950, 900, .., 0; "trailing" 999,
                                949, .., 49 (starts from pure noise); "linspace" 999, 946, .., 0
 
 This module knows nothing of networks: a sampler receives `model_fn(x_t, t) -> output`, where the output is what
-the schedule's `prediction` names ("epsilon", "v" or "edm"; `NoiseSchedule.split` turns it into x0_hat and eps_hat)
-and the input is x_t scaled by `NoiseSchedule.scale_input` (only EDM scales it).
+the schedule's `prediction` names ("epsilon", "v", "edm" or "flow"; `split` turns it into x0_hat and eps_hat), the
+input is x_t scaled by `scale_input` (only EDM scales it) and t is `network_time` of the step (the step index for
+`NoiseSchedule`, 1000 t for `FlowSchedule`, as diffusers feeds SD3's transformer).
 Classifier-free guidance is such a function too (`guided`): out_u + w (out_c - out_u), both halves in one batched
 call (the same formula for eps and v: each is linear in the other at a fixed x_t).
 Our steps match diffusers' DDPMScheduler / DDIMScheduler / DPMSolverMultistepScheduler (solver_order=2, "dpmsolver++",
@@ -53,6 +63,8 @@ PREDICTIONS = ("epsilon", "v", "edm")
 NOISE_LEVELS = ("uniform", "lognormal")  # how training picks t: every step alike, or EDM's log-normal sigma
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2  # EDM's log-normal training distribution of log(sigma)
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")
+FLOW_SAMPLERS = ("euler", "heun")  # the ODE solvers of a flow model (`FlowSchedule`)
+FLOW_TIMES = ("uniform", "logit-normal")  # how flow-matching training draws t in (0, 1)
 SPACINGS = ("leading", "trailing", "linspace")
 
 
@@ -134,6 +146,10 @@ class NoiseSchedule:
         return cls(settings.get("diffusion_steps", 1000), settings.get("schedule", "linear"),
                    settings.get("prediction", "epsilon"), settings.get("shift", 1.0),
                    settings.get("noise_levels", "uniform"))
+
+    def network_time(self, t: torch.Tensor) -> torch.Tensor:
+        """What the network is told of step t: the step index itself."""
+        return t
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """abar_t for a batch of steps (B,), shaped to broadcast against `like` (B, C, H, W); any t < 0 gives 1
@@ -227,18 +243,100 @@ class NoiseSchedule:
         return [self.steps - 1] + [round(i * stride) for i in reversed(range(count - 1))]
 
 
+class FlowSchedule:
+    """Rectified flow / flow matching: the straight path x_t = (1 - t) x0 + t eps, t in [0, 1], velocity u = eps - x0.
+
+    `times`: how training draws t, "uniform" or "logit-normal" (t = sigmoid(m + s n), n ~ N(0, 1): SD3's default
+    m = 0, s = 1, which spends training on the middle of the path where the velocity is hardest to guess).
+    `shift` > 1 moves the sampling grid towards the noisy end (SD3 uses 3 at 1024x1024); `train_steps` only scales the
+    time the network is told (1000 t, as diffusers does), so a UNet's sinusoidal embedding sees the same range as
+    for a DDPM. No learnt parameters."""
+
+    prediction = "flow"
+
+    def __init__(self, times: str = "logit-normal", shift: float = 1.0, train_steps: int = 1000,
+                 logit_mean: float = 0.0, logit_std: float = 1.0):
+        if times not in FLOW_TIMES:
+            raise CourseError(f"unknown flow-matching times {times!r}; choose one of {', '.join(FLOW_TIMES)}")
+        if not shift > 0:
+            raise CourseError(f"the schedule's shift must be > 0 (1 = unshifted), got {shift}")
+        if not logit_std > 0:
+            raise CourseError(f"logit_std must be > 0, got {logit_std}")
+        self.times, self.shift, self.steps = times, float(shift), int(train_steps)
+        self.logit_mean, self.logit_std = float(logit_mean), float(logit_std)
+
+    def _t(self, t, like: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(t, device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+    def network_time(self, t: torch.Tensor) -> torch.Tensor:
+        return t * self.steps
+
+    def sample_timesteps(self, n: int, device: torch.device | str = "cpu",
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training times t in (0, 1), (n,) float32: uniform, or logit-normal."""
+        if self.times == "uniform":
+            return torch.rand(n, device=device, generator=generator)
+        return torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(n, device=device, generator=generator))
+
+    def scale_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return x_t
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = self._t(t, x0)
+        return (1 - t) * x0 + t * noise
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return noise - x0
+
+    def split(self, x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor,
+              clip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The velocity at x_t -> (x0_hat, eps_hat): x0 = x_t - t u, eps = x_t + (1 - t) u."""
+        t = self._t(t, x_t)
+        x0 = x_t - t * output
+        return (x0.clamp(-1, 1) if clip else x0), x_t + (1 - t) * output
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.float32)
+        return ((1 - t) / t) ** 2
+
+    def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """The VP schedule this path is a rescaling of: x_t / sqrt((1-t)^2 + t^2) has abar = (1-t)^2 / ((1-t)^2 + t^2)."""
+        t = self._t(t, like)
+        return (1 - t) ** 2 / ((1 - t) ** 2 + t ** 2)
+
+    def timesteps(self, count: int) -> list[float]:
+        """`count` times from noisy to clean, shift(linspace(1, 1/train_steps, count)) (diffusers' flow-matching
+        schedulers); the sampler then steps from the last one to t = 0."""
+        if not 1 <= count <= self.steps:
+            raise CourseError(f"steps must be between 1 and {self.steps}, got {count}")
+        grid = torch.linspace(1.0, 1.0 / self.steps, count, dtype=torch.float64)
+        grid = self.shift * grid / (1 + (self.shift - 1) * grid)
+        return [float(t) for t in grid]
+
+
+def schedule_from_settings(settings: dict) -> NoiseSchedule | FlowSchedule:
+    """The schedule a model's settings name (as its checkpoint saved them): a `FlowSchedule` for prediction "flow"
+    (its `noise_levels` are the flow's times, its `shift` the sampling grid's), else a `NoiseSchedule`."""
+    if settings.get("prediction") == "flow":
+        return FlowSchedule(settings.get("noise_levels", "logit-normal"), settings.get("shift", 1.0),
+                            settings.get("diffusion_steps", 1000))
+    return NoiseSchedule.from_settings(settings)
+
+
 def training_loss(schedule: NoiseSchedule, model_fn: EpsFn, x0: torch.Tensor,
                   generator: torch.Generator | None = None, min_snr_gamma: float | None = None) -> torch.Tensor:
     """The simplified DDPM objective: pick a random step per image (`NoiseSchedule.sample_timesteps`), add that much
     noise, predict the schedule's target (the noise, v, or EDM's F). `min_snr_gamma` (e.g. 5) weights each image's
     error by min(SNR, gamma) / SNR for epsilon, / (SNR + 1) for v: both then weigh the x0 error by min(SNR, gamma)
-    (Hang et al. 2023). EDM's weighting is built into its preconditioning: the error on F is not reweighted."""
-    if min_snr_gamma is not None and schedule.prediction == "edm":
-        raise CourseError("EDM's preconditioning already weights the noise levels; use min_snr_gamma=None with it")
+    (Hang et al. 2023). EDM's weighting is built into its preconditioning: the error on F is not reweighted; flow
+    matching's into how it draws t (`FlowSchedule.times`): the error on the velocity is not reweighted."""
+    if min_snr_gamma is not None and schedule.prediction in ("edm", "flow"):
+        name = {"edm": "EDM's preconditioning", "flow": "flow matching"}[schedule.prediction]
+        raise CourseError(f"{name} already weights the noise levels (by how it draws them); use min_snr_gamma=None")
     t = schedule.sample_timesteps(x0.shape[0], x0.device, generator)
     noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     x_t = schedule.add_noise(x0, noise, t)
-    output = model_fn(schedule.scale_input(x_t, t), t)
+    output = model_fn(schedule.scale_input(x_t, t), schedule.network_time(t))
     error = (output.float() - schedule.target(x0, noise, t).float()).pow(2).mean(dim=tuple(range(1, x0.dim())))  # (B,)
     if min_snr_gamma is None:
         return error.mean()
@@ -350,14 +448,21 @@ def sample(model_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, 
     """Run the reverse process from pure noise to images with `steps` network calls.
 
     Noise is drawn on the CPU from `generator`, so the same seed gives the same images on every device.
-    `eta` is DDIM's (ddpm and dpm++2m ignore it); `spacing` picks the visited steps (`NoiseSchedule.timesteps`),
+    A `FlowSchedule` takes "euler" or "heun" (`steps` grid points; Heun makes 2 steps - 1 network calls), a
+    `NoiseSchedule` "ddpm", "ddim" or "dpm++2m". `eta` is DDIM's (ddpm and dpm++2m ignore it); `spacing` picks the visited steps (`NoiseSchedule.timesteps`),
     and each step goes to the next visited one (-1, the clean image, after the last).
     `keep(i, x)` is called after every step (to record a denoising animation).
     """
-    if sampler not in SAMPLERS:
-        raise CourseError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    flow = isinstance(schedule, FlowSchedule)
+    if sampler not in SAMPLERS + FLOW_SAMPLERS:
+        raise CourseError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS + FLOW_SAMPLERS)}")
+    if flow != (sampler in FLOW_SAMPLERS):
+        kinds = ("a flow-matching model", FLOW_SAMPLERS) if flow else ("a diffusion (noise-schedule) model", SAMPLERS)
+        raise CourseError(f"sampler {sampler!r} does not fit {kinds[0]}; choose one of {', '.join(kinds[1])}")
     if smoke_enabled():  # make smoke-full: every sampler cut to a few steps (helpers.config.SMOKE)
         steps = min(steps, SMOKE.sample_steps)
+    if flow:
+        return _sample_flow(model_fn, shape, schedule, sampler, steps, generator, device, progress, keep)
     times = schedule.timesteps(steps, spacing)
     previous = times[1:] + [-1]
     x = torch.randn(shape, generator=generator).to(device)
@@ -368,7 +473,7 @@ def sample(model_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, 
     last = None  # dpm++2m: (x0_hat, t) of the step before
     for i, t in enumerate(iterator):
         step = torch.full((shape[0],), t, device=device, dtype=torch.long)
-        output = model_fn(schedule.scale_input(x, step), step)
+        output = model_fn(schedule.scale_input(x, step), schedule.network_time(step))
         prev_t = previous[i]
         wants_noise = (sampler == "ddpm" and prev_t >= 0) or (sampler == "ddim" and eta > 0)
         noise = torch.randn(shape, generator=generator).to(device) if wants_noise else None
@@ -379,6 +484,44 @@ def sample(model_fn: EpsFn, shape: tuple[int, ...], schedule: NoiseSchedule, *, 
         else:
             x, x0 = dpm_solver_2m_step(schedule, output, t, x, prev_t, last, clip=clip)
             last = (x0, t)
+        if keep is not None:
+            keep(i, x)
+    return x
+
+
+def euler_step(velocity: torch.Tensor, t: float, x_t: torch.Tensor, next_t: float) -> torch.Tensor:
+    """One Euler step of dx/dt = u from t to next_t (< t): x + (next_t - t) u."""
+    return x_t + (next_t - t) * velocity
+
+
+def heun_step(velocity_fn: EpsFn, velocity: torch.Tensor, t: float, x_t: torch.Tensor, next_t: float,
+              batch: int, device) -> torch.Tensor:
+    """One Heun step: an Euler predictor to next_t, the velocity there, then the trapezoid of both (second order).
+    Into t = 0 it is the Euler step alone (EDM's and diffusers' choice: the velocity at the clean end is not needed)."""
+    predicted = euler_step(velocity, t, x_t, next_t)
+    if next_t <= 0:
+        return predicted
+    there = velocity_fn(predicted, torch.full((batch,), next_t, device=device))
+    return x_t + (next_t - t) * 0.5 * (velocity + there)
+
+
+def _sample_flow(model_fn: EpsFn, shape, schedule: FlowSchedule, sampler: str, steps: int, generator, device,
+                 progress: bool, keep) -> torch.Tensor:
+    times = schedule.timesteps(steps) + [0.0]
+    x = torch.randn(shape, generator=generator).to(device)
+
+    def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model_fn(x_t, schedule.network_time(t))
+
+    iterator = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, desc=f"{sampler}-{steps}", leave=False, mininterval=0.5)
+    for i in iterator:
+        t, next_t = times[i], times[i + 1]
+        u = velocity(x, torch.full((shape[0],), t, device=device))
+        x = (euler_step(u, t, x, next_t) if sampler == "euler"
+             else heun_step(velocity, u, t, x, next_t, shape[0], device))
         if keep is not None:
             keep(i, x)
     return x

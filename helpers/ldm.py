@@ -423,6 +423,7 @@ def _cli_train_ldm(cfg: CourseConfig, out: Path, options) -> None:
 
 
 def _generate_ldm(model: TextToFace, options) -> Samples:
+    options.sampler = options.sampler or "dpm++2m"
     images = model(options.prompt, n=options.n, guidance=options.guidance, steps=options.steps,
                    sampler=options.sampler, seed=options.seed, progress=True)
     return Samples((images + 1) / 2, f"ldm_{slug(options.prompt)}_{sampling_tag(options)}", 2)
@@ -432,6 +433,7 @@ def _evaluate_ldm(cfg: CourseConfig, model: TextToFace, options) -> None:
     from helpers.faces import judge_report, load_or_train_face_judge, reliable
     from helpers.metrics import format_accuracy
 
+    options.sampler = options.sampler or "dpm++2m"
     data = face_data(cfg)
     judge, accuracy = load_or_train_face_judge(cfg, data)
     judged = reliable(accuracy)

@@ -275,7 +275,7 @@ def test_bad_settings_are_refused():
     with pytest.raises(CourseError, match="steps must be between"):
         NoiseSchedule(1000).timesteps(0)
     with pytest.raises(CourseError, match="unknown sampler"):
-        sample(lambda x, t: x, (1, 1, 2, 2), NoiseSchedule(10), sampler="euler")
+        sample(lambda x, t: x, (1, 1, 2, 2), NoiseSchedule(10), sampler="rk4")
     with pytest.raises(CourseError, match="unknown timestep spacing"):
         NoiseSchedule(1000).timesteps(10, "uniform")
     with pytest.raises(CourseError, match="unknown timestep spacing"):
@@ -285,9 +285,11 @@ def test_bad_settings_are_refused():
 def test_cli_offers_every_sampler():
     """The CLI spells the samplers out (so `--help` needs no torch): the two lists must not drift apart."""
     from helpers import __main__ as cli
-    from helpers.diffusion import SAMPLERS
+    from helpers.cifar import OBJECTIVES
+    from helpers.diffusion import FLOW_SAMPLERS, SAMPLERS
 
-    assert sorted(cli.SAMPLERS) == sorted(SAMPLERS)
+    assert sorted(cli.SAMPLERS) == sorted(SAMPLERS) and sorted(cli.FLOW_SAMPLERS) == sorted(FLOW_SAMPLERS)
+    assert cli.OBJECTIVES == OBJECTIVES
 
 
 # ------------------------------------------------------------------------------------------ EDM preconditioning

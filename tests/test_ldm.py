@@ -151,7 +151,7 @@ def test_checkpoint_round_trip(tiny_cfg, runs):
     ([], {}, "no prompts"),
     (["x" * 400], {}, "limit is 300"),
     (["a man"], {"guidance": -1.0}, "guidance must be >= 0"),
-    (["a man"], {"sampler": "euler"}, "unknown sampler"),
+    (["a man"], {"sampler": "rk4"}, "unknown sampler"),
     (["a man"], {"steps": 5000}, "steps must be between"),
 ])
 def test_generation_refuses_bad_input(runs, prompts, kwargs, pattern):
