@@ -97,7 +97,7 @@ NOTEBOOK_COSTS: dict[str, tuple[int, str]] = {
     "02_text_cvae_mnist": (63, "the text CVAE for 30 epochs and the digit judge, on 60,000 digits"),
     "03_clip_from_scratch": (60, "CLIP for 30 epochs on ~190,000 faces"),
     "04_celeba_cvae_vs_gan": (61, "two CVAEs and a GAN for 40 epochs each and the judge for 5, on ~190,000 faces"),
-    "05_ddpm_cifar10": (133, "the judge for 3 min and the UNet for 15 min on 50,000 images (18 min of training on any "
+    "05_ddpm_cifar10": (220, "the judge for 3 min and the UNet for 15 min on 50,000 images (18 min of training on any "
                              "GPU: time budgets)"),
     "06_latent_diffusion_celeba": (208, "the autoencoder for 4 min on ~190,000 faces, then the UNet for 15 min (19 min "
                                         "of training on any GPU: time budgets)"),
