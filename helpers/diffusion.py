@@ -295,10 +295,6 @@ class FlowSchedule:
         x0 = x_t - t * output
         return (x0.clamp(-1, 1) if clip else x0), x_t + (1 - t) * output
 
-    def snr(self, t: torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.float32)
-        return ((1 - t) / t) ** 2
-
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """The VP schedule this path is a rescaling of: x_t / sqrt((1-t)^2 + t^2) has abar = (1-t)^2 / ((1-t)^2 + t^2)."""
         t = self._t(t, like)
