@@ -33,7 +33,7 @@ test: setup
 
 # Every notebook in full mode on generated stand-ins of the downloads (torchvision's MNIST / CIFAR-10 / CelebA,
 # the CelebA parquet mirror, zoheb/sketch-scene), each training run cut to a few steps: checks full mode's code
-# paths, not its results (tests/smoke_full.py; NOTEBOOKS="07" picks some).
+# paths, not its results (tests/smoke_full.py; NOTEBOOKS="08" picks some).
 smoke-full: setup
 	$(PY) tests/smoke_full.py $(NOTEBOOKS)
 

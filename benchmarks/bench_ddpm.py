@@ -1,4 +1,4 @@
-"""Notebook 05/06's benchmark: which DDPM recipe learns fastest on a CPU, which sampler is fastest, and what a
+"""Notebook 05/07's benchmark: which DDPM recipe learns fastest on a CPU, which sampler is fastest, and what a
 UNet costs.
 
 1. Recipe study at equal wall-clock: every row trains the same UNet on the same images with the same loop, seed

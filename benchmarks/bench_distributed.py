@@ -1,6 +1,6 @@
 """Issue 7's benchmark: training throughput of one process vs several under `accelerate launch` (DDP).
 
-The same model and step (notebook 01's VAE, or notebook 07's sketch CVAE) timed over `--batches` batches after a
+The same model and step (notebook 01's VAE, or notebook 08's sketch CVAE) timed over `--batches` batches after a
 warm-up, first in 1 process, then in N processes launched by `accelerate launch` (gloo on a CPU, NCCL on GPUs).
 Each process takes the recipe's batch, so N processes see N times the images per step. Prints images/s per rank
 and in total, and the scaling efficiency (total with N / (N x one process)).

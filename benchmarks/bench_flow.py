@@ -16,13 +16,20 @@ Rows (`--rows`, default all but the extras):
 Heun makes 2N - 1 network calls for N steps; the table prints the calls beside every number.
 
     python -m benchmarks.bench_flow --seconds 120 --repeats 2                      # procedural icons, 16x16
+    COURSE_DATA=../shared/data python -m benchmarks.bench_flow --real --image-size 32 --seconds 360 --tag _real
+                                                                    # real CIFAR-10, 32x32, 6 minutes a row
+
+Real photos are judged only by a judge that reads at least 85% of held-out real photos (trained once, see
+benchmarks/bench_ddpm.py); the run stops with the command to train it otherwise.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 
 from benchmarks._common import write_results
+from benchmarks.bench_ddpm import STRONG_JUDGE
 from helpers import cifar
 from helpers.checkpoint import read_index
 from helpers.config import get_config
@@ -53,6 +60,9 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated, of: {', '.join(ROWS)}")
     parser.add_argument("--steps", default="4,8,20", help="sampling steps to judge every model at")
     parser.add_argument("--per-class", type=int, default=20, help="judged samples per class, row and step count")
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--real", action="store_true", help="the local CIFAR-10 in COURSE_DATA, all images")
+    parser.add_argument("--judge-dir", help="a trained cifar-judge run for this data and size (trained if missing)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     rows = [r for r in args.rows.split(",") if r]
@@ -63,10 +73,17 @@ def main() -> None:
     cfg = get_config(quick=True)
     from helpers.cifar_judge import load_or_train_cifar_judge
 
-    data = cifar.cifar_data(cfg)
-    judge, judge_accuracy = load_or_train_cifar_judge(cfg, data)
+    data = cifar.cifar_data(cfg, args.image_size, None if args.real else -1)
+    judge_dir = args.judge_dir or cfg.run_dir("cifar-judge") / f"bench-{args.image_size}px"
+    judge, judge_accuracy = load_or_train_cifar_judge(get_config(quick=False) if args.real else cfg, data, judge_dir)
+    if args.real and judge_accuracy < STRONG_JUDGE:
+        print(f"the judge in {judge_dir} reads only {judge_accuracy:.1%} of held-out real photos (needs "
+              f"{STRONG_JUDGE:.0%}); train it first: COURSE_QUICK=0 python -m helpers train cifar-judge --epochs 20 "
+              f"--out {judge_dir}", file=sys.stderr)
+        raise SystemExit(2)
     colour = cifar.colour_baseline(data)
-    results: dict = {"data": data.source, "image_size": data.image_size, "seconds": args.seconds,
+    results: dict = {"data": data.source, "image_size": data.image_size, "train_images": len(data.train_labels),
+                     "seconds": args.seconds,
                      "repeats": args.repeats, "per_class": args.per_class, "guidance": 3.0,
                      "judge_heldout_accuracy": judge_accuracy, "judge_heldout_n": len(data.test_labels),
                      "colour_baseline_heldout": colour.accuracy(data.test_images, data.test_labels)}
@@ -77,7 +94,7 @@ def main() -> None:
         for name in (rows if round_ % 2 == 0 else rows[::-1]):
             objective, backbone, extra = ROWS[name]
             settings = cifar.with_objective(cifar.SETTINGS["quick"], objective, backbone)
-            settings = cifar.replace(settings, **extra)
+            settings = cifar.replace(settings, image_size=data.image_size, **extra)
             out = cfg.run_dir("bench") / f"flow-{name}"
             ddpm = cifar.train_cifar_ddpm(cfg, out, data=data, settings=settings, time_budget=args.seconds,
                                           progress=False)

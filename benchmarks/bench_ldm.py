@@ -1,4 +1,4 @@
-"""Notebook 06's benchmark: latent diffusion on faces, measured end to end.
+"""Notebook 07's benchmark: latent diffusion on faces, measured end to end.
 
 1. Stage 1: the autoencoder's held-out reconstruction PSNR and its training time.
 2. Stage 2: the text-conditioned latent UNet trained for `--seconds` of wall-clock (on a GPU: the full recipe).

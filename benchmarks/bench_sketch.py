@@ -1,4 +1,4 @@
-"""Notebook 07's benchmark: the training features one at a time, then the quality of a longer run.
+"""Notebook 08's benchmark: the training features one at a time, then the quality of a longer run.
 
 1. Throughput (sketches/s over `--batches` batches after a warm-up) of the same training step with data-loading
    workers 0 / 2 (+ persistent), pinned memory on / off, mixed precision on / off (CUDA only: on a CPU the AMP

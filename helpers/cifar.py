@@ -455,20 +455,23 @@ def _evaluate(cfg: CourseConfig, ddpm: ClassToImage, options) -> None:
     print(judge_line(real["class_accuracy"], real["n"], f"held-out images ({data.source})", colour.name,
                      real["baseline_accuracy"]) + f", chance {1 / len(CIFAR10_CLASSES):.0%}")
     print(f"real training images against held-out ones: FID (judge features) {real['fid_own']:.2f}")
-    # quick: 20 samples per class with the 20-step solver, well under a minute on a CPU; full: the 10,000
-    # samples the standard FID wants (FID is biased upwards at small N), which a GPU draws in seconds
+    # quick: 20 samples per class with the 20-step solver, well under a minute on a CPU, judged on the judge's
+    # features; full: the 10,000 samples the papers' FID wants (biased upwards at small N), which a GPU draws in
+    # seconds
     result = evaluate_ddpm(ddpm, judge, data, per_class=20 if cfg.quick else cfg.samples(1000),
                            guidance=options.guidance, steps=options.steps, sampler=options.sampler, seed=options.seed,
-                           inception=True, baseline=colour)
+                           inception=not cfg.quick, baseline=colour)
     print(f"{result['sampler']}, guidance {result['guidance']:g}: judged class accuracy "
           f"{format_accuracy(result['class_accuracy'], result['n'])} (the {colour.name} reads "
           f"{result['baseline_accuracy']:.1%} of them), FID (judge features) {result['fid_own']:.2f}, "
           f"KID {result['kid_own'][0]:.4f} ± {result['kid_own'][1]:.4f}, {result['ms_per_image']:.0f} ms/image")
     print("per class: " + " ".join(f"{c}:{v:.0%}" for c, v in result["per_class"].items()))
-    if result.get("fid_inception") is None:
+    if cfg.quick:
+        print("standard FID skipped: quick mode reports FID on the judge's features; full mode adds the papers' FID")
+    elif result.get("fid_inception") is None:
         print(f"standard FID skipped: {result.get('fid_inception_skipped')}")
     else:
-        print(f"standard FID (torchmetrics, FID-Inception weights, {result['fid_inception_n']} samples): "
+        print(f"standard FID (the papers' FID-Inception network, {result['fid_inception_n']} samples): "
               f"{result['fid_inception']:.2f}")
 
 

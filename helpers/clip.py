@@ -3,7 +3,7 @@
 - `CaptionTokenizer`: a WordPiece tokenizer (Hugging Face `tokenizers`) trained on our own captions.
 - `train_clip`: faces + freshly drawn captions every batch -> `CLIPModel` with the course's Trainer.
 - `evaluate_clip`: retrieval recall@k in both directions and zero-shot attribute classification.
-- `ClipTextEncoder`: the trained model as a `TextEncoder` (and image encoder) for notebooks 04, 06 and 07.
+- `ClipTextEncoder`: the trained model as a `TextEncoder` (and image encoder) for notebooks 04, 07 and 08.
 The tokenizer travels inside the checkpoint's JSON, so a run folder is all a later notebook needs.
 """
 from __future__ import annotations
@@ -201,7 +201,7 @@ class ClipTextEncoder:
 
     @torch.no_grad()
     def condition(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """What a text-conditioned UNet reads (notebook 06), on the encoder's device: token states (B, T, token_dim),
+        """What a text-conditioned UNet reads (notebook 07), on the encoder's device: token states (B, T, token_dim),
         their mask (B, T) and the pooled sentence vector (B, embed_dim), from one pass of the text tower."""
         ids, mask = self.tokens(texts)
         ids, mask = ids.to(self.device), mask.to(self.device)

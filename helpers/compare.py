@@ -1,4 +1,4 @@
-"""Notebook 08: every trained model of the course side by side.
+"""Notebook 09: every trained model of the course side by side.
 
     runs/<model> checkpoints --inventory--> one row per model: found?, parameters, epochs, train seconds, processes,
                                             the held-out metric its training loop recorded
@@ -28,7 +28,7 @@ from helpers.registry import ModelKind, kinds
 
 @dataclass(frozen=True)
 class Entry:
-    """One row of the comparison: a run folder of a model kind that notebook 08 compares (one with a domain)."""
+    """One row of the comparison: a run folder of a model kind that notebook 09 compares (one with a domain)."""
 
     name: str  # the run folder under runs/ and the row's name
     kind: ModelKind

@@ -366,7 +366,7 @@ def prompted_accuracy(judge: AttributeJudge, images: torch.Tensor, wanted: Seque
 
 # ------------------------------------------------------------------------------------------ single-attribute prompts
 # Attributes a single-attribute prompt asks for (those a 64x64 face shows; the judge must also read them
-# reliably on real faces for a prompt to count, see `reliable`). Every face generator (04, 06) is measured on them.
+# reliably on real faces for a prompt to count, see `reliable`). Every face generator (04, 07) is measured on them.
 SINGLE_ATTRIBUTES = ("Smiling", "Eyeglasses", "Blond_Hair", "Black_Hair", "Gray_Hair", "Wearing_Hat", "Bald",
                      "Mustache", "Wearing_Lipstick", "Bangs")
 
@@ -445,7 +445,7 @@ def evaluate_faces(face: PromptToFace, judge: AttributeJudge, judge_accuracy: Ma
     - grid_accuracy / within_prompt_diversity: the same on `GRID_PROMPTS` x `per_prompt` faces;
     - fid_clip, kid_clip: generated vs real held-out faces in our CLIP's image-feature space;
     - diversity: mean cosine distance between generated faces (real faces: see `real_reference`);
-    - inception_fid when `inception` and the Inception weights can be had (else the reason it was skipped);
+    - inception_fid when `inception` and the FID-Inception network can be had (else the reason it was skipped);
     - train_seconds, parameters, sample_ms (per face, batch of 256).
     """
     judged = reliable(judge_accuracy)
@@ -548,17 +548,19 @@ def _evaluate_faces(cfg: CourseConfig, face: PromptToFace, options) -> None:
     print(judge_report(judge, accuracy, data))
     rows = {"real held-out faces": real_reference(judge, accuracy, clip, data, seed=cfg.seed),
             PROMPT_IGNORED: frequency_reference(data, accuracy, seed=cfg.seed),
-            face.name: evaluate_faces(face, judge, accuracy, clip, data, seed=cfg.seed, inception=True)}
+            face.name: evaluate_faces(face, judge, accuracy, clip, data, seed=cfg.seed, inception=not cfg.quick)}
     print(comparison_table(rows))
-    if "inception_skipped" in rows[face.name]:
+    if cfg.quick:
+        print("standard FID skipped: quick mode reports FID on CLIP's features; full mode adds the papers' FID")
+    elif "inception_skipped" in rows[face.name]:
         print(f"standard FID skipped: {rows[face.name]['inception_skipped']}")
     else:
-        print(f"standard FID (torchmetrics, FID-Inception weights, {rows[face.name]['inception_n']} faces): "
+        print(f"standard FID (the papers' FID-Inception network, {rows[face.name]['inception_n']} faces): "
               f"{rows[face.name]['inception_fid']:.2f}")
 
 
 def measure_single_attributes(cfg: CourseConfig, draw, n: int) -> dict:
-    """Notebook 08's number for any face generator: prompted-attribute accuracy of single-attribute prompts.
+    """Notebook 09's number for any face generator: prompted-attribute accuracy of single-attribute prompts.
     `draw(texts)` returns one face in [-1, 1] per prompt."""
     data = face_data(cfg)
     judge, accuracy = load_or_train_face_judge(cfg, data)

@@ -1,4 +1,4 @@
-"""Notebook 06's track: latent diffusion on faces, prompted through our own CLIP (notebook 03).
+"""Notebook 07's track: latent diffusion on faces, prompted through our own CLIP (notebook 03).
 
     stage 1  face (3, 64, 64) --Autoencoder.encode--> latent z0 (4, 16, 16)   (trained first, then frozen)
     stage 2  prompt --our CLIP's text tower--> token states (T, D), mask, pooled vector
@@ -47,7 +47,7 @@ GIF_SEEDS = 4
 
 @dataclass(frozen=True)
 class LDMSettings:
-    """What notebook 06 needs beyond its two Recipes (epochs, batch size, lr and width live there)."""
+    """What notebook 07 needs beyond its two Recipes (epochs, batch size, lr and width live there)."""
 
     ae_mults: tuple[int, ...]  # autoencoder levels: (1, 2, 4) = two halvings, 64 -> 16
     latent_channels: int
@@ -454,13 +454,13 @@ def _evaluate_ldm(cfg: CourseConfig, model: TextToFace, options) -> None:
 
 # Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
 RECIPES: dict[str, dict[str, Recipe]] = {
-    # Notebook 06, stage 1: the face autoencoder (width = channels at 64x64; settings in helpers.ldm.SETTINGS).
-    # Full mode: 4 minutes, so that notebook 06 trains in under 20 minutes on one GPU with the UNet's 15.
+    # Notebook 07, stage 1: the face autoencoder (width = channels at 64x64; settings in helpers.ldm.SETTINGS).
+    # Full mode: 4 minutes, so that notebook 07 trains in under 20 minutes on one GPU with the UNet's 15.
     "ldm-autoencoder": {
         "quick": Recipe(epochs=2, batch_size=32, lr=2e-3, width=16, latent_dim=4),
         "full": Recipe(epochs=20, batch_size=128, lr=5e-4, width=64, latent_dim=4, time_budget=4 * 60),
     },
-    # Notebook 06, stage 2: the text-conditioned UNet on 16x16x4 latents (width = its first level's channels),
+    # Notebook 07, stage 2: the text-conditioned UNet on 16x16x4 latents (width = its first level's channels),
     # trained to a time budget: 130 s on the CPU, 15 min on a GPU.
     "ldm": {
         "quick": Recipe(epochs=3, batch_size=32, lr=2e-3, width=32, latent_dim=0, time_budget=130),
@@ -471,10 +471,10 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 
 
 KINDS = (
-    ModelKind(AE_KIND, "06", "the face autoencoder whose latents the diffusion model learns",
+    ModelKind(AE_KIND, "07", "the face autoencoder whose latents the diffusion model learns",
               train=_cli_train_autoencoder, load=lambda cfg, run: load_autoencoder(run, cfg.device),
               reconstruct=_reconstruct_faces),
-    ModelKind(KIND, "06", "latent diffusion: a text-conditioned UNet (our CLIP, cross-attention) on face latents",
+    ModelKind(KIND, "07", "latent diffusion: a text-conditioned UNet (our CLIP, cross-attention) on face latents",
               train=_cli_train_ldm, load=lambda cfg, run: TextToFace.from_checkpoint(run, cfg),
               example="a smiling woman with blond hair", read_prompt=lambda text: check_prompt(text, FACE_EXAMPLE),
               generate=_generate_ldm, evaluate=_evaluate_ldm, domain="faces",

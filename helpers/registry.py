@@ -1,8 +1,8 @@
 """Every model kind of the course, each declared once, in its track's module (its `KINDS`), and collected here.
 
 A `ModelKind` says which notebook teaches the model and how to train it, rebuild it from a run folder, draw from
-a prompt, evaluate it, reconstruct with it, and what notebook 08 measures and draws with it. The command line
-(`python -m helpers`) and notebook 08's comparison iterate over `kinds()`; they name no model themselves. Adding a
+a prompt, evaluate it, reconstruct with it, and what notebook 09 measures and draws with it. The command line
+(`python -m helpers`) and notebook 09's comparison iterate over `kinds()`; they name no model themselves. Adding a
 model touches its track's module (and its notebook): nothing here, nothing in the CLI.
 
     kinds()          name -> ModelKind, in course order (notebook 01 first)
@@ -54,9 +54,9 @@ class ModelKind:
     generate: Callable[[Any, argparse.Namespace], Samples] | None = None
     evaluate: Callable[[CourseConfig, Any, argparse.Namespace], None] | None = None  # prints its report
     reconstruct: Callable[[CourseConfig, Any, argparse.Namespace], str] | None = None  # writes, returns a line
-    domain: str | None = None  # notebook 08 draws every generator of a domain from the same prompts
+    domain: str | None = None  # notebook 09 draws every generator of a domain from the same prompts
     draw: Callable[[Any, list[str], int], torch.Tensor] | None = None  # one image per prompt, (P, 3, S, S) in [0, 1]
-    measure: Callable[[CourseConfig, Any, int, int], dict] | None = None  # notebook 08's headline number (n, seed)
+    measure: Callable[[CourseConfig, Any, int, int], dict] | None = None  # notebook 09's headline number (n, seed)
     # run folders and the options that train them: a kind trained several ways has several (see faces.py)
     variants: tuple[tuple[str, str], ...] = ()
     run_name: Callable[[argparse.Namespace], str] | None = None  # the folder of this invocation's variant

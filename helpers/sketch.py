@@ -1,4 +1,4 @@
-"""Notebook 07's track: a CVAE that draws 128x128 sketches from text, conditioned on CLIP text embeddings.
+"""Notebook 08's track: a CVAE that draws 128x128 sketches from text, conditioned on CLIP text embeddings.
 
     caption --text encoder (OpenAI's CLIP, or ours trained on the captions)--> c (cached once per caption)
     sketch, c --SketchCVAE--> z --(z, c)--> ink probabilities (1, 128, 128)
@@ -43,7 +43,7 @@ GIF_SEEDS = 4
 JUDGE_SIZE = 28  # the judge reads sketches shrunk to 28x28 (Quick, Draw!'s own size)
 # How far from the prompt's most typical sketch `generate` samples by default (`SketchCVAE.sample`): the fitted
 # noise at 0.6 of its spread. Quick recipe (8 epochs), one run each, 600 samples judged by the judge of all training
-# sketches (judged / within-prompt diversity; notebook 07 measures it again): real Quick, Draw! doodles 87.7% / 0.23
+# sketches (judged / within-prompt diversity; notebook 08 measures it again): real Quick, Draw! doodles 87.7% / 0.23
 # at 0.6 against 75.2% / 0.39 at 1 (real doodles of one class: 0.53); procedural sketches 100% / 0.50 at 0.6,
 # 99.8% / 0.61 at 1 (real: 0.80). Lower is more faithful to the prompt and less varied, as a diffusion model's
 # guidance is.
@@ -265,7 +265,7 @@ def train_sketch_cvae(cfg: CourseConfig, out: str | Path | None = None, *, epoch
                       **recipe_overrides) -> TextToSketch:
     """Train the text-to-sketch CVAE into `out` (default runs/sketch-cvae).
 
-    The training features notebook 07 measures are arguments: `num_workers`, `persistent_workers`, `pin_memory`
+    The training features notebook 08 measures are arguments: `num_workers`, `persistent_workers`, `pin_memory`
     (default: on CUDA), `amp` (mixed precision, CUDA only) and `grad_clip`.
     """
     recipe = cfg.recipe(KIND, epochs=epochs, **recipe_overrides)
@@ -552,7 +552,7 @@ def _cli_train_judge(cfg: CourseConfig, out: Path, options) -> None:
 
 # Training settings of each model in each mode (`cfg.recipe(name)` reads them; see helpers.config.Recipe).
 RECIPES: dict[str, dict[str, Recipe]] = {
-    # Notebook 07: the text-to-sketch CVAE at 128x128 (width = first conv's channels, latent_dim = z),
+    # Notebook 08: the text-to-sketch CVAE at 128x128 (width = first conv's channels, latent_dim = z),
     # the CLIP trained on the sketch captions when OpenAI's is not available, and the doodle judge.
     "sketch-cvae": {
         "quick": Recipe(epochs=8, batch_size=32, lr=2e-3, width=8, latent_dim=16, beta=1.0),
@@ -570,7 +570,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 
 
 KINDS = (
-    ModelKind(KIND, "07", "a text-to-sketch CVAE at 128x128 (OpenAI's CLIP or ours as the text encoder)",
+    ModelKind(KIND, "08", "a text-to-sketch CVAE at 128x128 (OpenAI's CLIP or ours as the text encoder)",
               train=_cli_train, load=lambda cfg, run: TextToSketch.from_checkpoint(run, cfg), example="a sketch of a cat",
               read_prompt=check_sketch_prompt,
               generate=lambda sketch, o: Samples(1 - sketch(o.prompt, n=o.n, seed=o.seed,
@@ -579,5 +579,5 @@ KINDS = (
               evaluate=_evaluate, reconstruct=_reconstruct, domain="sketches",
               draw=lambda sketch, prompts, seed: 1 - sketch.generate(prompts, seed=seed), measure=_measure,
               writes_gif=True),
-    ModelKind(JUDGE, "07", "the doodle classifier that judges generated sketches", train=_cli_train_judge),
+    ModelKind(JUDGE, "08", "the doodle classifier that judges generated sketches", train=_cli_train_judge),
 )

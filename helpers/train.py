@@ -181,7 +181,7 @@ class Trainer:
         self.model = model.to(self.device, memory_format=torch.channels_last) if channels_last else model.to(self.device)
         self.loss_fn, self.train_data = loss_fn, train_data
         self.epochs, self.batch_size, self.seed, self.grad_clip = epochs, batch_size, seed, grad_clip
-        # Data loading (notebook 07 measures each): worker processes prepare batches while the model trains,
+        # Data loading (notebook 08 measures each): worker processes prepare batches while the model trains,
         # pinned (page-locked) memory makes host -> GPU copies asynchronous, persistent workers survive epochs.
         self.num_workers, self.persistent_workers = num_workers, persistent_workers and num_workers > 0
         self.pin_memory = self.device.type == "cuda" and (pin_memory is None or pin_memory)  # pinning helps GPUs only

@@ -1,4 +1,4 @@
-"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02, 04, 06, 07 and 08).
+"""ipywidgets apps: type a prompt, move sliders, see the image change (notebooks 01, 02, 04, 07, 08 and 09).
 
 The apps only wire widgets to functions that already exist (`TextToDigit`, a VAE decoder); they render
 with matplotlib into an Output widget, so they work in JupyterLab, classic Notebook and Colab.
@@ -136,7 +136,7 @@ def face_app(generators: dict, n: int = 8, default_prompt: str = "a smiling woma
 
 
 def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with blond hair", max_steps: int = 100):
-    """Notebook 06's widget: prompt box + sampler, guidance, steps and seed -> a row of faces from `ldm`
+    """Notebook 07's widget: prompt box + sampler, guidance, steps and seed -> a row of faces from `ldm`
     (a `helpers.ldm.TextToFace`), with the sampling time so the cost of more steps is visible."""
     import time
 
@@ -165,10 +165,10 @@ def diffusion_app(ldm, n: int = 6, default_prompt: str = "a smiling woman with b
 
 
 def model_app(cfg, n: int = 8, names: Sequence[str] | None = None):
-    """Notebook 08's widget: every generator trained under `cfg.runs_dir`, found through the model registry (no
+    """Notebook 09's widget: every generator trained under `cfg.runs_dir`, found through the model registry (no
     model is named here). Pick one, type a prompt (each model starts from an example it draws well), move the seed;
     guidance and steps reach the diffusion models. The models are loaded on first use and kept. `names` keeps only
-    those run folders (e.g. ["sketch-cvae"] for notebook 07's own model)."""
+    those run folders (e.g. ["sketch-cvae"] for notebook 08's own model)."""
     import shlex
 
     import ipywidgets as widgets
@@ -182,12 +182,12 @@ def model_app(cfg, n: int = 8, names: Sequence[str] | None = None):
         for folder, options in item.runs() if item.generate is not None else ():
             try:
                 read_index(cfg.run_dir(folder))
-            except CourseError:  # not trained (or damaged: notebook 08's inventory says how to retrain it)
+            except CourseError:  # not trained (or damaged: notebook 09's inventory says how to retrain it)
                 continue
             if names is None or folder in names:
                 trained[folder] = (item, options)
     if not trained:
-        raise CourseError(f"no trained generator in {cfg.runs_dir}: run notebooks 01-07 first (or "
+        raise CourseError(f"no trained generator in {cfg.runs_dir}: run notebooks 01-08 first (or "
                           f"python -m helpers train <model>; python -m helpers models lists them)")
     prompted = [folder for folder, (item, _) in trained.items() if item.example is not None]
     model = widgets.Dropdown(options=list(trained), value=(prompted or list(trained))[0], description="model")

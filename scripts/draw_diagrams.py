@@ -52,8 +52,8 @@ class Facts:
     head_dim: int
     num_classes: int  # notebook 05's class-conditional UNet
     ddpm_attention: tuple[tuple[int, ...], ...]  # notebook 05's attention levels (quick, full)
-    predictions: tuple[str, ...]  # what notebooks 05 and 06 train their UNets to predict
-    # notebook 06 (helpers/ldm.py, helpers/models/autoencoder.py)
+    predictions: tuple[str, ...]  # what notebooks 05 and 07 train their UNets to predict
+    # notebook 07 (helpers/ldm.py, helpers/models/autoencoder.py)
     image_size: int
     latent_shape: tuple[int, int, int]
     ae_factor: int
@@ -264,7 +264,7 @@ def draw_unet(facts: Facts, path: Path) -> Path:
     ddpm = " / ".join(level_list(levels) for levels in sorted(set(facts.ddpm_attention)))
     note(ax, W / 2, H - 0.65, f"drawn with UNetConfig's defaults: width {width}, mults {facts.mults}, "
          f"{facts.blocks[0]} ResBlocks a level on the way down, attention at the lowest level "
-         f"(notebook 06 attends at {level_list(facts.ldm_attention)}, notebook 05 at {ddpm})", size=8.5, ha="center")
+         f"(notebook 07 attends at {level_list(facts.ldm_attention)}, notebook 05 at {ddpm})", size=8.5, ha="center")
 
     # --- the embedding every residual block adds: time step (+ class label | + pooled text)
     row1, row2 = H - 1.6, H - 2.4
@@ -282,7 +282,7 @@ def draw_unet(facts: Facts, path: Path) -> Path:
     class_box = box(ax, 4.65, row1, 3.2, 0.6, "notebook 05 · class label y",
                     f"Embedding({facts.num_classes} + 1, {emb}); row {facts.num_classes} = \"no class\"",
                     kind="cond", dashed=True)
-    pooled_box = box(ax, 8.65, row1, 3.0, 0.6, "notebook 06 · pooled text vector",
+    pooled_box = box(ax, 8.65, row1, 3.0, 0.6, "notebook 07 · pooled text vector",
                      f"(B, P) → Linear(P, {emb}); zeros = no text", kind="text", dashed=True)
     route(ax, class_box.side("bottom", 0.93), (px - 0.1, py + 0.1))
     route(ax, pooled_box.side("bottom", 0.06), (px + 0.1, py + 0.1))
@@ -291,7 +291,7 @@ def draw_unet(facts: Facts, path: Path) -> Path:
     col_w, left_x, right_x = 3.3, 0.35, W - 0.35 - 3.3
     level_h, pitch = 0.92, 1.45
     x_in = box(ax, left_x, H - 3.55, col_w, 0.75, "x_t (B, C, H, W)",
-               "noisy image (notebook 05)\nor noisy latent (notebook 06)", kind="data")
+               "noisy image (notebook 05)\nor noisy latent (notebook 07)", kind="data")
     predicted = " and ".join(f'"{p}"' for p in facts.predictions)
     out = box(ax, right_x, H - 3.55, col_w, 0.75, "prediction (B, C, H, W)",
               f"velocity v (both notebooks: prediction = {predicted})\nor noise ε (prediction = \"epsilon\")",
@@ -345,8 +345,8 @@ def draw_unet(facts: Facts, path: Path) -> Path:
         note(ax, W / 2, d.cy + 0.37, f"{facts.blocks[i] + 1} skips: {source} + {facts.blocks[i]} ResBlock outputs",
              size=8.5, ha="center")
 
-    # --- text tokens into every cross-attention (notebook 06)
-    text_box = box(ax, W / 2 - 2.2, 0.15, 4.4, 0.62, "notebook 06 · text tokens (B, L, D)",
+    # --- text tokens into every cross-attention (notebook 07)
+    text_box = box(ax, W / 2 - 2.2, 0.15, 4.4, 0.62, "notebook 07 · text tokens (B, L, D)",
                    "CLIP token states + mask, plus a learnt null token", kind="text", dashed=True)
     chip_w = (col_w - 0.3 - 0.42 - 2 * 0.16) / 3  # as `chips` lays them out: the cross-attn chip is the third
     cross_down = downs[-1].x + 0.15 + 2 * (chip_w + 0.16) + chip_w / 2
@@ -356,7 +356,7 @@ def draw_unet(facts: Facts, path: Path) -> Path:
     route(ax, (mid_chips[2].cx, text_box.top), (mid_chips[2].cx, mid.bottom), color=purple)
     note(ax, left_x + 0.05, mid.cy - 0.1, "notebook 05 (CIFAR-10): the class\nlabel joins emb; no text, no "
          "cross-attn", size=8.5, color=green)
-    note(ax, cross_up - 0.2, mid.cy - 0.1, "notebook 06 (face latents): text\ntokens through cross-attn, the "
+    note(ax, cross_up - 0.2, mid.cy - 0.1, "notebook 07 (face latents): text\ntokens through cross-attn, the "
          "pooled\nvector joins emb", size=8.5, color=purple, ha="right")
 
     # --- legend, between the arms of the U
@@ -416,7 +416,7 @@ def draw_clip(facts: Facts, path: Path) -> Path:
                 kind="text")
     for a, b in ((caps, tok), (tok, tf), (tf, pool), (pool, tproj)):
         route(ax, a.side("right"), b.side("left"))
-    note(ax, tf.cx, tf.top + 0.08, "token states (N, T, 4w): also the context of notebook 06's UNet",
+    note(ax, tf.cx, tf.top + 0.08, "token states (N, T, 4w): also the context of notebook 07's UNet",
          size=8, color=PALETTE["text"][1], ha="center", va="bottom", style="italic")
 
     # --- the N x N matrix: row i = image i, column j = caption j

@@ -1,7 +1,7 @@
 """`make smoke-full`: every notebook top to bottom in FULL mode on the CPU, on stand-ins of the real downloads.
 
     python tests/smoke_full.py               # all notebooks, in a temporary folder
-    python tests/smoke_full.py 07 --keep out # some notebooks; keep the stand-ins, runs and executed copies in out/
+    python tests/smoke_full.py 08 --keep out # some notebooks; keep the stand-ins, runs and executed copies in out/
 
 What it checks: the code paths a learner's default run takes (full mode: full-size models, the download formats of
 torchvision's MNIST / CIFAR-10 / CelebA, the CelebA parquet mirror and zoheb/sketch-scene), which quick mode and

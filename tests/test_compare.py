@@ -1,4 +1,4 @@
-"""Notebook 08's comparison: inventory of checkpoints, missing models with their commands, measuring, grids."""
+"""Notebook 09's comparison: inventory of checkpoints, missing models with their commands, measuring, grids."""
 from dataclasses import replace
 
 import pytest
@@ -21,7 +21,7 @@ def test_empty_runs_lists_every_model_with_its_command(quick_cfg, tmp_path):
     assert not any(r["found"] for r in rows)
     lines = compare.missing(rows)
     assert "celeba-gan-clip (notebook 04): python -m helpers train celeba-gan --condition clip" in lines
-    assert any(line.startswith("sketch-cvae (notebook 07): python -m helpers train sketch-cvae") for line in lines)
+    assert any(line.startswith("sketch-cvae (notebook 08): python -m helpers train sketch-cvae") for line in lines)
     assert "missing: `python -m helpers train ldm`" in compare.inventory_table(rows)
     with pytest.raises(CourseError, match="train it with `python -m helpers train cifar-ddpm`"):
         compare.load(cfg, "cifar-ddpm")

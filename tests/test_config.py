@@ -30,16 +30,16 @@ def test_auto_mode_is_quick_without_cuda_and_course_quick_overrides(monkeypatch)
 def test_cost_line_names_the_mode_the_device_and_the_cost(monkeypatch):
     monkeypatch.setenv("COURSE_QUICK", "1")
     quick = get_config("auto")
-    line = quick.cost("06_latent_diffusion_celeba")
+    line = quick.cost("07_latent_diffusion_celeba")
     assert line.startswith("quick mode on this CPU:" if quick.device.type == "cpu" else "quick mode on ")
     assert "about 3 min on a 2-core laptop CPU (measured)" in line and "19 min of training on any GPU" in line
     full = get_config(False)
     if full.device.type == "cpu":
         assert "takes hours without a GPU" in full.cost("03_clip_from_scratch")
-        assert "hours" not in full.cost("08_compare_models")
+        assert "hours" not in full.cost("09_compare_models")
     assert set(NOTEBOOK_COSTS) == {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     with pytest.raises(CourseError, match="unknown notebook"):
-        quick.cost("09_missing")
+        quick.cost("10_missing")
 
 
 def test_every_notebook_opens_with_the_one_header():
@@ -68,7 +68,7 @@ def test_recipes_train_to_a_time_budget_unless_asked_for_epochs(monkeypatch):
     assert quick.recipe("vae").time_budget is None
     monkeypatch.setenv("COURSE_TIME_BUDGET", "20m")  # what `train ... --time-budget 20m` sets
     assert quick.recipe("vae").time_budget == "20m" and full.recipe("ldm", epochs=3).time_budget == "20m"
-    # notebooks 05 and 06 train at most 20 minutes in full mode, on any GPU
+    # notebooks 05 and 07 train at most 20 minutes in full mode, on any GPU
     for models in (("ldm-autoencoder", "ldm"), ("cifar-judge", "cifar-ddpm")):
         assert sum(recipes()[m]["full"].time_budget for m in models) <= 20 * 60
 

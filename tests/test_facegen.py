@@ -6,10 +6,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from helpers.checkpoint import read_checkpoint
-from helpers.errors import CourseError
 from helpers.facegen import (attribute_conditions, judge_attribute_accuracy, prompted_attribute_accuracy,
                              train_attribute_judge, train_face_cvae, train_face_gan)
-from helpers.metrics import balanced_accuracy, diversity, frechet_distance, kernel_inception_distance, standard_fid
+from helpers.metrics import balanced_accuracy, diversity, frechet_distance, kernel_inception_distance
 from helpers.models.faces import (AttributeJudge, AttributeJudgeConfig, FaceCVAE, FaceCVAEConfig, FaceGAN,
                                   FaceGANConfig, gan_loss_fn, gan_terms)
 from helpers.train import Trainer
@@ -195,38 +194,3 @@ def test_kid_and_diversity_properties():
     assert abs(same_mean) < 0.01 and same_std >= 0 and shifted_mean > 10 * max(abs(same_mean), 1e-3)
     assert diversity(a[:1].repeat(40, 1)) == pytest.approx(0.0, abs=1e-9)  # 40 copies of one vector
     assert diversity(a) == pytest.approx(1.0, abs=0.05)  # random directions are nearly orthogonal
-
-
-def test_standard_fid_refuses_politely_offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("COURSE_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: the weights are "not downloaded"
-    with pytest.raises(CourseError, match="FID-Inception weights are not downloaded") as error:
-        standard_fid(torch.zeros(2, 3, 64, 64), torch.zeros(2, 3, 64, 64), "cpu")
-    assert "\n" not in str(error.value)
-
-
-def test_standard_fid_goes_through_torchmetrics(monkeypatch):
-    """The plumbing (images in [-1, 1] -> [0, 1] batches -> torchmetrics' FID), with a small feature network in
-    place of the FID-Inception one, whose weights CI cannot download."""
-    import torchmetrics.image.fid as tm_fid
-
-    seen = []
-
-    class Features(torch.nn.Module):
-        def forward(self, images):
-            seen.append((float(images.min()), float(images.max()), len(images)))
-            return torch.stack([images.mean((1, 2, 3)), images.std((1, 2, 3)), images[:, 0].mean((1, 2))], 1)
-
-    real_class = tm_fid.FrechetInceptionDistance
-    monkeypatch.setattr(tm_fid, "FrechetInceptionDistance",
-                        lambda feature, normalize, antialias: real_class(feature=Features(), normalize=normalize))
-    for name in ("COURSE_OFFLINE", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    generator = torch.Generator().manual_seed(0)
-    real = torch.rand(120, 3, 16, 16, generator=generator) * 2 - 1
-    other = torch.rand(120, 3, 16, 16, generator=generator) * 2 - 1
-    same = standard_fid(other, real, "cpu", batch_size=50)
-    shifted = standard_fid((other * 0.5 + 0.4).clamp(-1, 1), real, "cpu", batch_size=50)
-    assert same < 0.01 and shifted > 100 * max(same, 1e-4)
-    assert min(lo for lo, _, _ in seen) >= 0 and max(hi for _, hi, _ in seen) <= 1  # [0, 1], as normalize=True wants
-    assert max(n for _, _, n in seen) == 50

@@ -1,4 +1,4 @@
-"""Notebook 06: the face autoencoder, the text-conditioned latent UNet, guidance, checkpoints, judging and the CLI."""
+"""Notebook 07: the face autoencoder, the text-conditioned latent UNet, guidance, checkpoints, judging and the CLI."""
 import shutil
 from dataclasses import replace
 

@@ -293,7 +293,7 @@ def test_sketch_scene_quick_online_is_judged_by_retrieval(online, monkeypatch, t
     assert torch.equal(again.test_images, data.test_images) and again.train_captions == data.train_captions
     capsys.readouterr()
 
-    # the track (notebook 07, the CLI, notebook 08) judges these as full mode's scenes: by retrieval, not classes
+    # the track (notebook 08, the CLI, notebook 09) judges these as full mode's scenes: by retrieval, not classes
     cfg = replace(online, runs_dir=tmp_path / "runs")
     data = sk.sketch_data(cfg)  # 128x128, quick mode's share, from the cache now
     assert not downloads[1:] and data.classes == () and len(data.test_captions) == 3

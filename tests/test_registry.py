@@ -1,4 +1,4 @@
-"""The registry of model kinds: each track module declares its kinds and recipes once; the CLI and notebook 08
+"""The registry of model kinds: each track module declares its kinds and recipes once; the CLI and notebook 09
 find them there. A new model is one new module (its notebook aside): these tests add one and use it."""
 import sys
 from pathlib import Path

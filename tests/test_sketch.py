@@ -1,4 +1,4 @@
-"""Notebook 07: sketch data, text encoders, the 128x128 sketch CVAE, its training features, judge and CLI."""
+"""Notebook 08: sketch data, text encoders, the 128x128 sketch CVAE, its training features, judge and CLI."""
 from dataclasses import replace
 
 import imageio.v2 as imageio

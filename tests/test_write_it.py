@@ -1,4 +1,4 @@
-"""The notebooks' hands-on cells. Every notebook 01-07 has at least one code cell tagged `write-it` (cell metadata),
+"""The notebooks' hands-on cells. Every notebook 01-08 has at least one code cell tagged `write-it` (cell metadata),
 where the learner writes the core piece of that notebook; a prefilled working solution is there to delete and rewrite.
 The code cell after it checks the learner's version against the `helpers` one on the same inputs.
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = {path.name[:2]: path for path in sorted((ROOT / "notebooks").glob("0[1-7]_*.ipynb"))}
+NOTEBOOKS = {path.name[:2]: path for path in sorted((ROOT / "notebooks").glob("0[1-8]_*.ipynb"))}
 
 # Per notebook: (text in the solution, the same text with a classic mistake, what the check's message must say).
 MISTAKES: dict[str, list[tuple[str, str, str]]] = {
@@ -46,11 +46,20 @@ MISTAKES: dict[str, list[tuple[str, str, str]]] = {
            ("x0_hat = x0_hat.clamp(-1, 1)", "x0_hat = x0_hat", "clamped"),
            ("abar_t.sqrt() * x_t - (1 - abar_t).sqrt() * v_hat", "x_t - v_hat", "x0_hat = sqrt")],
     # ---
-    "06": [(" / math.sqrt(d)", "", r"divided by sqrt\(d\)"),
+    "06": [("return x + (s - t) * u", "return x + (t - s) * u", r"x_s = x \+ \(s - t\) u"),
+           ("return x + (s - t) * 0.5 * (u + u_next)", "return x + (s - t) * u_next", r"average 0.5 \(u \+ u_next\)"),
+           ("if s <= 0:  # into the clean end", "if False:  # into the clean end", "Euler's alone"),
+           ("x_t = (1 - t_) * x0 + t_ * noise", "x_t = t_ * x0 + (1 - t_) * noise", r"x_t = \(1 - t\) x0 \+ t eps"),
+           ("target = noise - x0", "target = x0 - noise", "velocity target eps - x0"),
+           ("error = (model_fn(x_t, t) - target)", "error = (model_fn(x_t, 1000 * t) - target)", "told t itself"),
+           ("x = x + gate_a[:, None] * block.proj(attended)", "x = x + block.proj(attended)", "multiplied by its gate"),
+           ("* (1 + scale_a[:, None])", "* scale_a[:, None]", r"norm\(x\) \* \(1 \+ scale\) \+ shift")],
+    # ---
+    "07": [(" / math.sqrt(d)", "", r"divided by sqrt\(d\)"),
            ("scores = scores.masked_fill(", "scores = scores + 0 * scores.masked_fill(", "masked tokens"),
            ("return x + self.out(out)", "return self.out(out)", "added back")],
     # ---
-    "07": [("return h * (1 + gamma) + beta", "return h * gamma + beta", r"h \* \(1 \+ gamma\)"), ("h = self.film(h, cond)  # scale and shift by the condition\n        return F.silu(h)", "h = F.silu(h)\n        return self.film(h, cond)", "SiLU last, after FiLM")],
+    "08": [("return h * (1 + gamma) + beta", "return h * gamma + beta", r"h \* \(1 \+ gamma\)"), ("h = self.film(h, cond)  # scale and shift by the condition\n        return F.silu(h)", "h = F.silu(h)\n        return self.film(h, cond)", "SiLU last, after FiLM")],
 }
 
 

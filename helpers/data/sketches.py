@@ -1,4 +1,4 @@
-"""Sketches with captions, for notebook 07 (text -> sketch CVAE) and the doodle judge that grades its samples.
+"""Sketches with captions, for notebook 08 (text -> sketch CVAE) and the doodle judge that grades its samples.
 
 Every source returns a `SketchSplits`: uint8 images (N, 1, S, S) with **ink = 255 on a 0 background** (what a
 BCE loss wants: ink probability per pixel), one caption per image, an int64 class label per image (-1 where a

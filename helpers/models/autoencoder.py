@@ -1,4 +1,4 @@
-"""Stage 1 of latent diffusion (notebook 06): a KL-regularised autoencoder that squeezes a face into a small latent.
+"""Stage 1 of latent diffusion (notebook 07): a KL-regularised autoencoder that squeezes a face into a small latent.
 
     image (B, 3, 64, 64) in [-1, 1] --encoder--> mean, log-variance (B, 4, 16, 16) --sample--> z
     z --decoder--> image (B, 3, 64, 64)

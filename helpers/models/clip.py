@@ -93,7 +93,7 @@ class CLIPModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
 
     def text_tokens(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per-token states (B, T, text_width): what a cross-attention UNet reads (notebook 06)."""
+        """Per-token states (B, T, text_width): what a cross-attention UNet reads (notebook 07)."""
         return self.text(ids, mask)
 
     def encode_text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The text-to-sketch CVAE of notebook 07: 128x128 one-channel sketches, conditioned on a text embedding.
+"""The text-to-sketch CVAE of notebook 08: 128x128 one-channel sketches, conditioned on a text embedding.
 
     sketch (B, 1, 128, 128) --conv stack (stride 2 x 5)--> features (B, 8w, 4, 4) --flatten, concat c--> mu, logvar
     z ~ N(mu, sigma) --concat c--> linear --> (B, 8w, 4, 4) --(upsample + conv + FiLM(c)) x 4, upsample + conv--> ink logits
@@ -34,7 +34,7 @@ class SketchCVAEConfig:
     width: int = 32  # channels of the first conv; they double up to 8x
     # p(z | c): "learned" (its mean read from c, as in Sohn et al.'s CVAE, and samples drawn with the spread the
     # training codes really have around it, fitted after training: `fit_noise`) or "standard" (N(0, I) whatever
-    # the caption; the samples of a short run then collapse to one blob per prompt, measured in notebook 07)
+    # the caption; the samples of a short run then collapse to one blob per prompt, measured in notebook 08)
     prior: str = "learned"
 
     def __post_init__(self):
@@ -170,7 +170,7 @@ class SketchCVAE(nn.Module):
     def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None, fitted: bool = True,
                temperature: float = 1.0) -> torch.Tensor:
         """Ink probabilities (B, 1, S, S) of z ~ p(z | c) decoded with c; noise from a CPU generator.
-        `fitted=False` draws the prior's unit-variance noise instead of the fitted one (notebook 07 compares).
+        `fitted=False` draws the prior's unit-variance noise instead of the fitted one (notebook 08 compares).
         `temperature` scales the noise: 0 draws the prompt's one most typical sketch, 1 the spread of the training
         codes; in between trades variety for faithfulness to the prompt (as Glow's and BigGAN's truncation do)."""
         if not 0 <= temperature <= 2:

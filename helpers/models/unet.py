@@ -1,4 +1,4 @@
-"""A UNet that predicts the noise in an image: the network of the diffusion notebooks (05, 06).
+"""A UNet that predicts the noise in an image: the network of the diffusion notebooks (05, 06, 07).
 
     x_t (B, C, H, W), t (B,), class label (B,) and/or text tokens (B, L, D)
       -> stem conv -> [ResBlock x n (+ attention) -> downsample] per level -> middle ((res, attn) x 2)
@@ -8,7 +8,7 @@
   the same model runs at 32x32 and 64x64 (H and W need only be divisible by 2^(levels-1)).
 - The time step enters every residual block through a sinusoidal embedding and an MLP; a class label is
   an embedding *added* to it (index `num_classes` is the learnt "no class" used for classifier-free guidance).
-- Text (notebook 06) enters through cross-attention: the image's positions query the token embeddings,
+- Text (notebook 07) enters through cross-attention: the image's positions query the token embeddings,
   plus a learnt "null" token that every position can always attend to. Masking out every text token (or
   passing no context) leaves only the null token: the unconditional model classifier-free guidance needs.
   A pooled sentence embedding, if given, is projected and added to the time embedding.

