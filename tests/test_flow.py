@@ -51,6 +51,31 @@ def test_logit_normal_times_sit_in_the_middle():
         FlowSchedule("cosine")
 
 
+def test_flow_loss_is_the_hand_computed_one_and_an_eps_loss_reweighted():
+    """training_loss on a FlowSchedule, written out by hand with the same draws (times, then noise); and the identity
+    notebook 06 derives: the velocity error is the noise error over (1 - t), i.e. weight (1 + exp(-lambda/2))^2."""
+    flow = FlowSchedule("logit-normal")
+    net = torch.nn.Conv2d(3, 3, 3, padding=1)
+    model_fn = lambda x, t1000: net(x) + (t1000 / 1000).view(-1, 1, 1, 1)  # noqa: E731
+    x0 = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    g = torch.Generator().manual_seed(2)
+    t = flow.sample_timesteps(6, generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    tt = t.view(-1, 1, 1, 1)
+    with torch.no_grad():
+        x_t = (1 - tt) * x0 + tt * noise
+        output = model_fn(x_t, 1000 * t)
+        by_hand = ((output - (noise - x0)) ** 2).mean(dim=(1, 2, 3))
+        loss = training_loss(flow, model_fn, x0, generator=torch.Generator().manual_seed(2))
+        assert loss.item() == pytest.approx(by_hand.mean().item(), rel=1e-6)
+        _, eps_hat = flow.split(x_t, output, t)
+        lam = 2 * torch.log((1 - t) / t)
+        eps_error = ((eps_hat - noise) ** 2).mean(dim=(1, 2, 3))
+        assert torch.allclose(by_hand, eps_error * (1 + torch.exp(-lam / 2)) ** 2, rtol=1e-4)
+    with pytest.raises(CourseError, match="already weights the noise levels"):
+        training_loss(flow, model_fn, x0, min_snr_gamma=5.0)
+
+
 def test_euler_is_exact_on_straight_paths():
     """With one data point x0 the true velocity is (x_t - x0) / t: every path is a straight line to x0, and Euler
     follows a straight line exactly, whatever the number of steps (what makes few-step sampling work)."""
