@@ -99,7 +99,7 @@ NOTEBOOK_COSTS: dict[str, tuple[int, str]] = {
     "04_celeba_cvae_vs_gan": (61, "two CVAEs and a GAN for 40 epochs each and the judge for 5, on ~190,000 faces"),
     "05_ddpm_cifar10": (220, "the judge for 3 min and the UNet for 15 min on 50,000 images (18 min of training on any "
                              "GPU: time budgets)"),
-    "06_flow_matching": (200, "notebook 05's UNet with v-prediction and with rectified flow, and a diffusion transformer, "
+    "06_flow_matching": (215, "notebook 05's UNet with v-prediction and with rectified flow, and a diffusion transformer, "
                               "for 5 min each on 50,000 images (15 min of training on any GPU: time budgets)"),
     "07_latent_diffusion_celeba": (208, "the autoencoder for 4 min on ~190,000 faces, then the UNet for 15 min (19 min "
                                         "of training on any GPU: time budgets)"),
