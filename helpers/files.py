@@ -7,6 +7,8 @@ removed whatever happens. Checkpoints, data caches, embeddings, images, GIFs, no
 """
 from __future__ import annotations
 
+import hashlib
+
 import json
 import os
 from pathlib import Path
@@ -57,3 +59,12 @@ def fsync_dir(folder: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file, read in 1 MiB blocks (checkpoints and downloaded networks are checked with it)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
