@@ -200,7 +200,8 @@ class Trainer:
         # The plan: how many optimizer steps this run takes ({"total_steps", "time_budget"}; set by a budget run
         # after its probe, restored on resume). Without a budget it is epochs x steps per epoch.
         self.plan: dict | None = None
-        self._budget_start = None
+        self._budget_start, self._replan_every, self._busy, self._epochs_ended = None, None, 0.0, 0
+        self._marks: list[tuple[int, float]] = []  # (step, seconds in steps) at each re-plan of a budget run
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.epoch, self.step, self.start_epoch = 0, 0, 0
         self.stepped = False  # did the last batch end with an optimizer step (False between accumulated batches)
@@ -333,6 +334,7 @@ class Trainer:
             self.set_plan(self.plan["total_steps"])
         elif self.time_budget is not None:  # measure the throughput first, then plan (see _probe_throughput)
             self.plan, self.epochs, self._probe = None, 10 ** 9, None
+            self._busy, self._epochs_ended = 0.0, 0
             self._budget_start = time.perf_counter()
             self._build_scheduler()
         else:
@@ -343,6 +345,7 @@ class Trainer:
                 self._call("before_epoch")
                 sums: dict[str, torch.Tensor] = {}  # loss terms summed on the device, read every log_every batches
                 batches, images, busy = 0, 0, 0.0
+                mark = time.perf_counter()
                 for batch in self.loader(self.epoch):
                     tick = time.perf_counter()
                     self.batch = tuple(self._to_device(t) for t in batch)
@@ -354,10 +357,14 @@ class Trainer:
                         self._read_logs(sums, batches)
                     self._call("after_batch")
                     busy += time.perf_counter() - tick
+                    now = time.perf_counter()  # the budget's clock of steps: loading the batch included
+                    self._busy, mark = self._busy + now - mark, now
                     if self.max_steps and self.step >= self.max_steps:
                         self.stop_training = True
                     if self.time_budget is not None and self.plan is None:
                         self._probe_throughput()
+                    elif self._replan_every and self.stepped and self.step % self._replan_every == 0:
+                        self._refine_plan(epoch_ended=False)
                     if self.plan is not None and self.step >= self.plan["total_steps"]:
                         self.stop_training = True
                     if self.accelerator:  # stop together: a rank leaving alone would hang the others' all-reduce
@@ -370,7 +377,8 @@ class Trainer:
                                      **({"peak_memory_gib": self.peak_memory_gib} if self.peak_memory_gib else {})})
                 self._call("after_epoch")
                 if self.time_budget is not None and not self.stop_training:
-                    self._refine_plan()
+                    self._epochs_ended += 1
+                    self._refine_plan(epoch_ended=True)
                 if self.stop_training:
                     break
         finally:
@@ -389,11 +397,13 @@ class Trainer:
 
     def _probe_throughput(self) -> None:
         """Measure steps/s from the second step on (the first pays for allocation and kernel selection) for
-        max(2 s, 4% of the budget), then plan the run to fill what is left of the budget."""
+        max(2 s, 4% of the budget), then plan the run to fill what is left of the budget. A probe that short reads
+        a noisy machine badly (we saw 39 images/s where the run then went at 45), so `_refine_plan` re-plans at every
+        twentieth of the plan through the first half of the run (at the same steps on every process)."""
         now = time.perf_counter()
         if self._probe is None:
             if self.step >= 1:
-                self._probe = (self.step, now)
+                self._probe = (self.step, now, self._busy)
             return
         steps, seconds = self.step - self._probe[0], now - self._probe[1]
         ready = steps >= 3 and seconds >= max(2.0, 0.04 * self.time_budget)
@@ -405,21 +415,28 @@ class Trainer:
             self._rate = steps / max(seconds, 1e-9)
             left = self.time_budget - (now - self._budget_start)
             self.set_plan(self._agreed_steps(self.step + int(self._rate * max(0.0, left))))
+            self._replan_every, self._marks = max(1, self.plan["total_steps"] // 20), [(self.step, self._busy)]
             if self.is_main_process:
                 print(f"time budget {self.time_budget / 60:.1f} min: measured {self._rate * self.effective_batch_size:.0f} "
                       f"images/s on {self.device.type} -> {self.plan['total_steps']:,} steps planned "
                       f"({self.epochs} epochs of {self.steps_per_epoch} steps)", flush=True)
 
-    def _refine_plan(self) -> None:
-        """At the end of an epoch in the first half of the run, re-plan: the epochs so far show what each costs
-        besides its training steps (held-out evaluation, GIF frames, checkpoints), to be paid again by every
-        epoch still to come."""
-        if self.plan is None or getattr(self, "_budget_start", None) is None or self.step * 2 > self.plan["total_steps"]:
+    def _refine_plan(self, epoch_ended: bool) -> None:
+        """Re-plan in the first half of the run, from the steps/s of the last tenth of the run (time in training
+        steps, loading their batches included) and what each epoch's end has cost so far besides them (held-out
+        evaluation, GIF frames, checkpoints), to be paid again at every epoch end still to come."""
+        if self.plan is None or self._budget_start is None or self.step * 2 > self.plan["total_steps"]:
             return  # still probing, a resumed run finishing its saved plan, or late enough to keep the plan
         elapsed = time.perf_counter() - self._budget_start
-        overhead = max(0.0, elapsed - self.step / self._rate) / (self.epoch + 1 - self.start_epoch)
+        self._marks.append((self.step, self._busy))
+        since = self._marks[max(0, len(self._marks) - 3)]  # the last two re-plans' steps: today's speed, not the probe's
+        steps, busy = self.step - since[0], self._busy - since[1]
+        if steps >= 3 and busy > 0:
+            self._rate = steps / busy
+        overhead = max(0.0, elapsed - self._busy) / self._epochs_ended if self._epochs_ended else 0.0
         planned_epochs = -(-self.plan["total_steps"] // self.steps_per_epoch)
-        left = self.time_budget - elapsed - overhead * max(0, planned_epochs - self.epoch - 1)
+        ends_to_come = max(0, planned_epochs - self.epoch - (1 if epoch_ended else 0))
+        left = self.time_budget - elapsed - overhead * ends_to_come
         self.set_plan(self._agreed_steps(self.step + int(self._rate * max(0.0, left))))
 
     def _agree_to_stop(self, sums: dict[str, torch.Tensor], batches: int) -> None:

@@ -194,6 +194,40 @@ def test_time_budget_ends_on_time_with_a_complete_schedule(tmp_path):
     assert saved == {"total_steps": trainer.step, "time_budget": 20.0}
 
 
+class _ChangingMSE(_SlowMSE):
+    """~`first` s per batch while the run probes its speed, `then` s afterwards: a machine whose neighbour
+    stops (or starts) while the probe reads it."""
+
+    def __init__(self, first, then):
+        super().__init__(first)
+        self.then = then
+
+    def __call__(self, trainer, batch):
+        if trainer.plan is not None:
+            self.seconds = self.then
+        return super().__call__(trainer, batch)
+
+
+@pytest.mark.parametrize("first, then", [(0.04, 0.02), (0.02, 0.04)])
+def test_a_misread_probe_is_corrected_and_the_run_still_ends_on_time(first, then):
+    planned = []
+
+    class FirstPlan(Callback):
+        def after_batch(self, trainer):
+            if trainer.plan is not None and not planned:
+                planned.append(trainer.plan["total_steps"])
+
+    trainer = Trainer(_Net(), _ChangingMSE(first, then), _regression(6400), epochs=3, batch_size=32, lr=1e-2,
+                      lr_schedule="cosine", time_budget=10, callbacks=[FirstPlan()])
+    start = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - start
+    assert 8.5 <= seconds <= 11.5, seconds  # the probe alone would have planned 2x too few (or too many) steps
+    ratio = trainer.step / planned[0]
+    assert (ratio > 1.4) if first > then else (ratio < 0.75), (planned[0], trainer.step)
+    assert trainer.step == trainer.plan["total_steps"]
+
+
 def test_resume_finishes_the_budget_plan(tmp_path):
     trainer, _ = _budget_trainer(tmp_path, 8)
 
