@@ -8,7 +8,7 @@ accuracy that a rare class cannot fool, and distances between sets of image feat
 - `majority_accuracy`, `frequency_baseline`: the same for face attributes (always answer the commoner value; a
   generator that ignores the prompt and draws faces as frequent as the data's).
 - `balanced_accuracy`: per attribute, (true-positive rate + true-negative rate) / 2 (CLIP's zero-shot attributes in
-  notebook 03, the face judge in 04-05).
+  notebook 03, the face judge of notebooks 04 and 07).
 - Distribution metrics on image features from any encoder: `frechet_distance` (FID when the features are
   Inception's), `kernel_inception_distance` (KID), `diversity`; `standard_fid` is the FID of the papers:
   `frechet_distance` on the 2048-d features of the papers' FID-Inception network (TF-Inception 2015-12-05 as
